@@ -1,0 +1,1 @@
+"""sessionpool exporter: serves session pool statistics as Prometheus metrics."""

@@ -1,0 +1,31 @@
+"""Time: every instant sessionlib handles is timezone-aware UTC.
+
+The clock is a parameter (``clock=utcnow``) of every object that reads the
+time, so tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+__all__ = ["Clock", "as_utc", "utcnow"]
+
+Clock = Callable[[], datetime]
+"""A zero-argument callable returning the current time as an aware UTC datetime."""
+
+
+def utcnow() -> datetime:
+    """Return the current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return *value* as an aware UTC datetime.
+
+    Naive datetimes are read as UTC: that is how MongoDB stores them, and how
+    documents written by the seed library (naive local time) must be read.
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

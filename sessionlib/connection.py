@@ -1,0 +1,58 @@
+"""The pool's connection with its fields (the seed's ``MongoConnectionInterface``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from .exceptions import ConfigurationError
+from .fields import DEFAULT_BLOCK_TIME, DEFAULT_LOCK_TIME, DEFAULT_NEXT_USE_DELAY, MongoFields
+from .operations import MongoOperations
+
+__all__ = ["MongoConnectionInterface"]
+
+
+class MongoConnectionInterface(MongoOperations, MongoFields):
+    """A connection bound to one pool (collection), with the pool's field settings.
+
+    Takes the arguments of :class:`~sessionlib.connect.MongoConnectInterface`
+    and of :class:`~sessionlib.fields.MongoFields`.
+
+    Raises:
+        ConfigurationError: an argument has an invalid value.
+    """
+
+    def __init__(
+        self,
+        mongo_url: str | None = None,
+        db: str | None = None,
+        collection: str | None = None,
+        *,
+        next_use_delay: float = DEFAULT_NEXT_USE_DELAY,
+        lock_time: timedelta = DEFAULT_LOCK_TIME,
+        block_time: timedelta = DEFAULT_BLOCK_TIME,
+        default_filter: dict[str, Any] | None = None,
+        projection: dict[str, Any] | None = None,
+        **connect_options: Any,
+    ) -> None:
+        MongoOperations.__init__(self, mongo_url, db, collection, **connect_options)
+        MongoFields.__init__(
+            self,
+            next_use_delay=next_use_delay,
+            lock_time=lock_time,
+            block_time=block_time,
+            default_filter=default_filter,
+            projection=projection,
+        )
+
+    def switch_collection(self, collection: str) -> None:
+        """Bind this object to another pool (collection) of the same database and client.
+
+        Raises:
+            ConfigurationError: *collection* is not a non-empty string.
+            NotConnectedError: the pool is not connected.
+        """
+        if not collection or not isinstance(collection, str):
+            raise ConfigurationError(f"collection must be a non-empty name, not {collection!r}")
+        self._require_connection()
+        self._bind(collection)

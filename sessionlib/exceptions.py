@@ -1,0 +1,87 @@
+"""The exceptions sessionlib raises.
+
+Every error the library raises derives from one base class, so a worker can
+catch them all with ``except SessionPoolError``::
+
+    SessionPoolError
+    ├── InvalidInputError (also ValueError)       bad arguments; nothing was written
+    │   ├── InvalidSessionError                   session is not a dict with an "_id"
+    │   ├── InvalidPeriodError                    period/delay has an unknown key or a bad value
+    │   └── InvalidPayloadError                   document/payload is not a dict or is unsafe
+    ├── ConfigurationError (also ValueError)      bad constructor arguments
+    ├── NotConnectedError                         an operation before connect() or after close()
+    └── DatabaseError                             the server or the driver failed
+        ├── ServerUnavailableError                no server reachable (after reconnect attempts)
+        ├── OperationTimeoutError (also TimeoutError)  the operation exceeded its timeout
+        ├── DuplicateSessionError                 a document with this _id already exists
+        └── PermissionDeniedError                 authentication or authorization failed
+
+Driver errors (``pymongo.errors.*``) are translated in exactly one place,
+:func:`sessionlib.operations.timeout`, and the original is kept as
+``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseError",
+    "DuplicateSessionError",
+    "InvalidInputError",
+    "InvalidPayloadError",
+    "InvalidPeriodError",
+    "InvalidSessionError",
+    "NotConnectedError",
+    "OperationTimeoutError",
+    "PermissionDeniedError",
+    "ServerUnavailableError",
+    "SessionPoolError",
+]
+
+
+class SessionPoolError(Exception):
+    """Base class of every error raised by sessionlib."""
+
+
+class InvalidInputError(SessionPoolError, ValueError):
+    """An argument is invalid; the operation was refused before anything was written."""
+
+
+class InvalidSessionError(InvalidInputError):
+    """The session argument is not a dict holding an ``_id``."""
+
+
+class InvalidPeriodError(InvalidInputError):
+    """A lock period or delay has an unknown key, or a negative or non-finite value."""
+
+
+class InvalidPayloadError(InvalidInputError):
+    """A document or update payload is not a dict, is empty, or would be unsafe to apply."""
+
+
+class ConfigurationError(SessionPoolError, ValueError):
+    """The pool was configured with invalid arguments."""
+
+
+class NotConnectedError(SessionPoolError):
+    """An operation was attempted before ``connect()`` or after ``close()``."""
+
+
+class DatabaseError(SessionPoolError):
+    """The MongoDB server or driver reported an error; the driver's error is ``__cause__``."""
+
+
+class ServerUnavailableError(DatabaseError):
+    """No MongoDB server could be reached, after the allowed reconnect attempts."""
+
+
+class OperationTimeoutError(DatabaseError, TimeoutError):
+    """An operation did not finish within the configured timeout."""
+
+
+class DuplicateSessionError(DatabaseError):
+    """A session with the same ``_id`` (or unique key) already exists."""
+
+
+class PermissionDeniedError(DatabaseError):
+    """The server refused the credentials or the operation (authentication/authorization)."""

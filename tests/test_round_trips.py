@@ -1,0 +1,73 @@
+"""Every hand-out and per-session write is one command; statistics are one per pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+
+from sessionlib import MongoSessions
+from tests.conftest import MovableClock
+
+pytestmark = pytest.mark.wire
+
+
+class CommandLog(monitoring.CommandListener):
+    """Records the name of every command the client sends."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def counted(
+    wire_url: str, db_name: str, clock: MovableClock
+) -> AsyncIterator[tuple[MongoSessions, CommandLog]]:
+    commands = CommandLog()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        wire_url, tz_aware=True, event_listeners=[commands]
+    )
+    async with MongoSessions(db=db_name, collection="pool", client=client, clock=clock) as pool:
+        for number in range(3):
+            await pool.add({"_id": number, "session": {}})
+        yield pool, commands
+    await client.drop_database(db_name)
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        ("get_session", ["findAndModify"]),
+        ("session_success", ["update"]),
+        ("session_lock", ["update"]),
+        ("session_block", ["update"]),
+        ("session_inactive", ["update"]),
+        ("session_release", ["update"]),
+        ("session_activate", ["update"]),
+        ("count_active", ["aggregate"]),
+        ("aggregate_statistics", ["aggregate"]),
+    ],
+)
+async def test_one_command_per_operation(
+    counted: tuple[MongoSessions, CommandLog], call: str, expected: list[str]
+) -> None:
+    pool, commands = counted
+    method = getattr(pool, call)
+    args = () if call in {"get_session", "count_active", "aggregate_statistics"} else ({"_id": 1},)
+    commands.names.clear()
+
+    await method(*args)
+
+    assert expected == commands.names
