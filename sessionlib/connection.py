@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
 from .exceptions import ConfigurationError
 from .fields import DEFAULT_BLOCK_TIME, DEFAULT_LOCK_TIME, DEFAULT_NEXT_USE_DELAY, MongoFields
@@ -56,3 +57,28 @@ class MongoConnectionInterface(MongoOperations, MongoFields):
             raise ConfigurationError(f"collection must be a non-empty name, not {collection!r}")
         self._require_connection()
         self._bind(collection)
+
+    def with_collection(self, collection: str, db: str | None = None) -> Self:
+        """Return a copy of this pool bound to another collection of the same client.
+
+        *db* names another database of the same server; default: this pool's.
+
+        No I/O: the copy shares the client and its connection pool, so many
+        pools cost one set of connections. Closing the copy leaves the
+        shared client open; close the original to close it.
+
+        Raises:
+            ConfigurationError: *collection* is not a non-empty string.
+            NotConnectedError: the pool is not connected.
+        """
+        if not collection or not isinstance(collection, str):
+            raise ConfigurationError(f"collection must be a non-empty name, not {collection!r}")
+        self._require_connection()
+        if db is not None and (not db or not isinstance(db, str)):
+            raise ConfigurationError(f"db must be a non-empty database name, not {db!r}")
+        other = copy.copy(self)
+        other._owns_client = False
+        if db is not None:
+            other.db_name = db
+        other._bind(collection)
+        return other

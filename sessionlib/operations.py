@@ -32,6 +32,9 @@ _RETRYABLE = frozenset(
         "create_index",
         "drop_index",
         "find",
+        "find_one",
+        "list_database_names",
+        "ping",
         "index_information",
         "list_collection_names",
     }
@@ -152,3 +155,20 @@ class MongoOperations(MongoConnectInterface):
         """List the collections of the pool's database."""
         names: list[str] = await self.db.list_collection_names(*args, **kwargs)
         return names
+
+    @timeout
+    async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """Return one matching document, or ``None`` (``Collection.find_one``)."""
+        document: dict[str, Any] | None = await self._stats_sessions.find_one(*args, **kwargs)
+        return document
+
+    @timeout
+    async def list_database_names(self) -> list[str]:
+        """List the databases of the server the client is connected to."""
+        names: list[str] = await self.client.list_database_names()
+        return names
+
+    @timeout
+    async def ping(self) -> None:
+        """Check that the server answers (one ``ping`` command)."""
+        await self.client.admin.command("ping")

@@ -355,6 +355,23 @@ async def test_switch_collection_uses_the_same_client(pool: MongoSessions) -> No
     assert ["telegram", "truecaller"] == sorted(await pool.db.list_collection_names())
 
 
+async def test_with_collection_shares_the_client_and_leaves_the_original(
+    pool: MongoSessions,
+) -> None:
+    await add_sessions(pool, 2)
+
+    other = pool.with_collection("whatsapp")
+    await other.add({"_id": "w", "session": {}})
+    await other.close()
+
+    assert other.client is pool.client
+    assert ("telegram", "whatsapp") == (pool.collection_name, other.collection_name)
+    assert [0, 1] == [doc["_id"] for doc in await pool.get_sessions()]
+    assert pool.connected  # closing the copy did not close the shared client
+    assert 2 == await pool.count_active()
+    assert 1 == await pool.with_collection("whatsapp").count_active()
+
+
 async def test_close_is_idempotent_and_later_calls_fail_clearly(pool: MongoSessions) -> None:
     await pool.close()
     await pool.close()

@@ -1,0 +1,111 @@
+"""The exporter's lifecycle: start everything, serve until told to stop, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from prometheus_client import CollectorRegistry
+
+from sessionlib.logger import redact_url
+
+from .collector import SnapshotCollector
+from .config import Config
+from .embedded import DEMO_DATABASE, DEMO_POOLS, EmbeddedDemo
+from .refresh import Refresher
+from .scheduler import JobTracker, build_scheduler
+from .server import MetricsServer, make_app
+from .snapshot import State
+
+__all__ = ["SHUTDOWN_GRACE", "Exporter"]
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 5.0
+"""Seconds in-flight jobs get to finish after a stop is requested, before they are cancelled."""
+
+
+class Exporter:
+    """The daemon: embedded demo (optional), HTTP endpoint, scheduled jobs.
+
+    Args:
+        config: Validated settings.
+        registry: Where the collector is registered; a fresh one by default.
+        wall_clock: Returns Unix time.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.registry = registry or CollectorRegistry()
+        self.wall_clock = wall_clock
+        self.state = State(config.interval)
+        self.registry.register(SnapshotCollector(self.state))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until *stop* is set, then shut down within :data:`SHUTDOWN_GRACE` seconds.
+
+        Raises:
+            OSError: the HTTP port could not be bound.
+            ServerStartError: the embedded server did not start.
+        """
+        config = self.config
+        demo: EmbeddedDemo | None = None
+        if config.embedded:
+            log.info(
+                "no --mongo-url given: starting the embedded demo (SecantusDB child process, "
+                "data in %s, database %s with pools %s%s)",
+                config.embedded_dir,
+                DEMO_DATABASE,
+                ", ".join(DEMO_POOLS),
+                ", simulated workers" if config.demo_traffic else "",
+            )
+            demo = EmbeddedDemo(config.embedded_dir, traffic=config.demo_traffic)
+            url = await demo.start()
+            # Demo data only: releasing its expired locks shows that metric moving too.
+            config = replace(config, mongo_url=url, auto_release=True)
+        server: MetricsServer | None = None
+        refresher: Refresher | None = None
+        try:
+            server = MetricsServer(
+                config, make_app(self.state, self.registry, config, self.wall_clock)
+            )
+            server.start()
+            log.info(
+                "serving metrics at %s/metrics for %s (refresh every %g s%s)",
+                server.url,
+                redact_url(config.mongo_url),
+                config.interval,
+                f", auto-release every {config.auto_release_interval:g} s"
+                if config.auto_release
+                else "",
+            )
+            refresher = Refresher(config, self.state, wall_clock=self.wall_clock)
+            tracker = JobTracker()
+            scheduler = build_scheduler(config, refresher, tracker)
+            scheduler.start()
+            await stop.wait()
+            log.info("stopping")
+            scheduler.pause()
+            cancelled = await tracker.drain(SHUTDOWN_GRACE)
+            if cancelled:
+                log.warning(
+                    "cancelled %d job(s) still running after %g s", cancelled, SHUTDOWN_GRACE
+                )
+            scheduler.shutdown(wait=False)
+        finally:
+            if refresher is not None:
+                await refresher.close()
+            if server is not None:
+                server.stop()
+            if demo is not None:
+                await demo.stop()
+        log.info("stopped")

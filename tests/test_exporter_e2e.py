@@ -1,0 +1,345 @@
+"""The exporter as a subprocess, against the real wire server, scraped over HTTP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from exporter.secantus import SecantusServer
+from tests.exporter_process import ExporterProcess, Samples, pool_value
+
+pytestmark = pytest.mark.wire
+
+KINDS = ("in_use", "locked", "blocked")
+STATES = ("available", "in_use", "locked", "blocked", "inactive", "other")
+
+
+def session(number: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "_id": number,
+        "session": {"token": f"t{number}"},
+        "active": True,
+        "next_use": None,
+        "last_use": None,
+        "count_use": 0,
+        "count_success": 0,
+        **fields,
+    }
+
+
+def known_states(now: datetime) -> list[dict[str, Any]]:
+    """A pool with every state, locks far enough in the future to hold during the test."""
+    hour, past = now + timedelta(hours=1), now - timedelta(hours=1)
+    return [
+        session(0),
+        session(1, last_use=past, next_use=past, count_use=5, count_success=4),
+        session(2, next_use=hour, lock_kind="in_use", count_use=2, count_success=1),
+        session(3, next_use=hour, lock_kind="in_use", count_use=1),
+        session(4, next_use=now + timedelta(hours=3), lock_kind="locked", count_use=7),
+        session(5, next_use=now + timedelta(days=1), lock_kind="blocked", count_success=2),
+        session(6, active=False, count_use=3),
+        # Written by the seed library: a naive future next_use and no lock_kind.
+        {"_id": 7, "session": {}, "next_use": (now + timedelta(hours=2)).replace(tzinfo=None)},
+    ]
+
+
+def expected_from_documents(docs: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """What the exporter must report, computed directly from the documents."""
+    states: Counter[str] = Counter()
+    unlocks = []
+    for doc in docs:
+        next_use = doc.get("next_use")
+        if next_use is not None and next_use.tzinfo is None:
+            next_use = next_use.replace(tzinfo=UTC)
+        if doc.get("active") is False:
+            states["inactive"] += 1
+        elif next_use is None or next_use < now:
+            states["available"] += 1
+        else:
+            kind = doc.get("lock_kind")
+            states[kind if kind in KINDS else "locked"] += 1
+            unlocks.append(next_use)
+    return {
+        "states": {state: states[state] for state in STATES},
+        "uses": sum(doc.get("count_use", 0) for doc in docs),
+        "successes": sum(doc.get("count_success", 0) for doc in docs),
+        "next_unlock": min(unlocks).timestamp() if unlocks else None,
+    }
+
+
+def assert_pool_matches(samples: Samples, db: str, name: str, docs: list[dict[str, Any]]) -> None:
+    expected = expected_from_documents(docs, datetime.now(UTC))
+    actual = {
+        state: pool_value(samples, "sessionpool_sessions", db, name, state=state)
+        for state in STATES
+    }
+    assert expected["states"] == actual
+    assert expected["uses"] == pool_value(samples, "sessionpool_session_uses_total", db, name)
+    assert expected["successes"] == pool_value(
+        samples, "sessionpool_session_successes_total", db, name
+    )
+    if expected["next_unlock"] is not None:
+        assert expected["next_unlock"] == pytest.approx(
+            pool_value(samples, "sessionpool_next_unlock_timestamp_seconds", db, name), abs=0.001
+        )
+
+
+def pools_in(samples: Samples) -> set[str]:
+    return {
+        dict(labels)["collection"] for name, labels in samples if name == "sessionpool_sessions"
+    }
+
+
+@pytest.fixture
+def mongo(wire_url: str, db_name: str) -> Iterator[Any]:
+    client: MongoClient[dict[str, Any]] = MongoClient(wire_url, tz_aware=True)
+    yield client[db_name]
+    client.drop_database(db_name)
+    client.close()
+
+
+def test_metrics_match_the_documents_and_follow_pools(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    mongo["alpha"].insert_many(known_states(now))
+    mongo["beta"].insert_many([session(n) for n in range(3)])
+    mongo["users"].insert_one({"name": "not a session"})
+    args = [
+        "--mongo-url",
+        wire_url,
+        "--database",
+        db_name,
+        "--interval",
+        "0.5",
+        "--discovery-interval",
+        "0.5",
+    ]
+
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+        samples = exporter.wait_for_sample(
+            lambda s: pools_in(s) == {"alpha", "beta"}, 30, "two pools refreshed"
+        )
+        for name in ("alpha", "beta"):
+            assert_pool_matches(samples, db_name, name, list(mongo[name].find()))
+        assert 1 == samples[("sessionpool_up", frozenset())]
+        assert 0.5 == samples[("sessionpool_refresh_interval_seconds", frozenset())]
+        assert 0 == pool_value(samples, "sessionpool_refresh_errors_total", db_name, "alpha")
+        assert {"alpha", "beta"} == pools_in(samples)  # "users" is not a pool
+        _, text = exporter.get("/metrics")
+        assert "Refreshed every 0.5 seconds." in text
+        assert "sessionpool_build_info{" in text
+        assert (200, "ok") == (exporter.get("/readyz")[0], exporter.get("/healthz")[1].strip())
+        assert "/metrics" in exporter.get("/")[1]
+
+        mongo["gamma"].insert_many([session(n) for n in range(4)])
+        mongo.drop_collection("beta")
+        samples = exporter.wait_for_sample(
+            lambda s: pools_in(s) == {"alpha", "gamma"}, 30, "gamma in, beta out"
+        )
+        assert 4 == pool_value(samples, "sessionpool_sessions", db_name, "gamma", state="available")
+        assert not [labels for _, labels in samples if ("collection", "beta") in labels]
+
+        assert 0 == exporter.stop()
+    log = exporter.log()
+    assert f"skipping {db_name}.users" in log
+    assert "Traceback" not in log
+
+
+def test_outage_serves_up_zero_quickly_and_recovers(tmp_path: Path, db_name: str) -> None:
+    server = SecantusServer(tmp_path / "db").start()
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(server.url, tz_aware=True)
+        client[db_name]["pool"].insert_many([session(n) for n in range(5)])
+        client.close()
+        args = [
+            "--mongo-url",
+            server.url,
+            "--database",
+            db_name,
+            "--interval",
+            "0.5",
+            "--pool-timeout",
+            "1",
+        ]
+        with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+            before = exporter.wait_for_sample(
+                lambda s: s.get(("sessionpool_up", frozenset())) == 1, 30, "up"
+            )
+            server.stop(kill=True)
+            exporter.wait_for_sample(
+                lambda s: s.get(("sessionpool_up", frozenset())) == 0, 30, "up 0"
+            )
+            slowest = 0.0
+            for _ in range(10):
+                started = time.monotonic()
+                samples = exporter.scrape()
+                slowest = max(slowest, time.monotonic() - started)
+                time.sleep(0.2)
+            assert slowest < 0.5, f"a scrape took {slowest:.2f} s during the outage"
+            assert 503 == exporter.get("/readyz")[0]
+            assert (
+                "sessionpool_sessions",
+                frozenset(
+                    {"database": db_name, "collection": "pool", "state": "available"}.items()
+                ),
+            ) not in samples
+            assert pool_value(samples, "sessionpool_refresh_errors_total", db_name, "pool") >= 1
+
+            server.start()  # same port, same data
+            after = exporter.wait_for_sample(
+                lambda s: (
+                    s.get(("sessionpool_up", frozenset())) == 1
+                    and (
+                        "sessionpool_sessions",
+                        frozenset(
+                            {
+                                "database": db_name,
+                                "collection": "pool",
+                                "state": "available",
+                            }.items()
+                        ),
+                    )
+                    in s
+                ),
+                60,
+                "recovery",
+            )
+            for state in STATES:
+                assert pool_value(before, "sessionpool_sessions", db_name, "pool", state=state) == (
+                    pool_value(after, "sessionpool_sessions", db_name, "pool", state=state)
+                )
+            assert 0 == exporter.stop()
+        log = exporter.log()
+        assert 1 == log.count("is unreachable"), "logged once per state change"
+        assert 1 == log.count("is reachable again")
+    finally:
+        server.stop()
+
+
+def test_auto_release_releases_only_expired_locks_and_counts_them(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    past, future = now - timedelta(minutes=5), now + timedelta(hours=1)
+    mongo["pool"].insert_many(
+        [
+            session(0, next_use=past, lock_kind="in_use"),
+            session(1, next_use=past, lock_kind="locked"),
+            session(2, next_use=past, lock_kind="locked"),
+            session(3, next_use=past, lock_kind="blocked"),
+            session(4, next_use=future, lock_kind="locked"),
+            session(5, next_use=future, lock_kind="blocked"),
+        ]
+    )
+    args = [
+        "--mongo-url",
+        wire_url,
+        "--database",
+        db_name,
+        "--interval",
+        "0.5",
+        "--auto-release",
+        "--auto-release-interval",
+        "0.5",
+    ]
+
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+
+        def released(samples: Samples, kind: str) -> float:
+            return samples.get(
+                (
+                    "sessionpool_locks_released_total",
+                    frozenset({"database": db_name, "collection": "pool", "kind": kind}.items()),
+                ),
+                -1,
+            )
+
+        samples = exporter.wait_for_sample(
+            lambda s: released(s, "locked") == 2, 30, "released locks"
+        )
+        assert (1, 2, 1) == tuple(released(samples, kind) for kind in KINDS)
+        assert 0 == exporter.stop()
+
+    docs = {doc["_id"]: doc for doc in mongo["pool"].find()}
+    for number in range(4):
+        assert (None, None) == (docs[number]["next_use"], docs[number].get("lock_kind"))
+    assert [future.replace(microsecond=future.microsecond // 1000 * 1000)] * 2 == [
+        docs[4]["next_use"],
+        docs[5]["next_use"],
+    ]
+
+
+def test_without_auto_release_nothing_is_written(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    mongo["pool"].insert_many(
+        [*known_states(now), session(10, next_use=now - timedelta(minutes=1), lock_kind="locked")]
+    )
+    before = list(mongo["pool"].find().sort("_id"))
+    args = ["--mongo-url", wire_url, "--database", db_name, "--interval", "0.3"]
+
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+        first = exporter.wait_for_sample(lambda s: pools_in(s) == {"pool"}, 30, "the pool")
+        stamp = first[("sessionpool_last_refresh_timestamp_seconds", frozenset())]
+        exporter.wait_for_sample(  # three more refreshes
+            lambda s: s[("sessionpool_last_refresh_timestamp_seconds", frozenset())] > stamp + 0.8,
+            30,
+            "more refreshes",
+        )
+        assert 0 == exporter.stop()
+
+    assert before == list(mongo["pool"].find().sort("_id"))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def test_embedded_default_serves_demo_metrics_and_exits_cleanly(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    command = shutil.which("sessionpool-exporter")
+    assert command, "the console script is not installed (pip install -e .)"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SESSIONPOOL_")}
+    exporter = ExporterProcess(
+        ["--embedded-dir", str(demo_dir), "--interval", "1"],
+        tmp_path / "exporter.log",
+        env=env,
+        command=[command],
+    )
+    with exporter:
+        samples = exporter.wait_for_sample(
+            lambda s: (
+                s.get(("sessionpool_pools", frozenset())) == 3
+                and sum(v for (name, _), v in s.items() if name == "sessionpool_session_uses_total")
+                > 0
+            ),
+            90,
+            "demo pools with traffic",
+        )
+        assert 1 == samples[("sessionpool_up", frozenset())]
+        assert _processes_mentioning(str(demo_dir)), "the embedded server is not running"
+        assert 0 == exporter.stop()
+    first_lines = exporter.log().splitlines()[:2]
+    assert "embedded demo" in first_lines[0]
+    assert f"http://127.0.0.1:{exporter.port}/metrics" in first_lines[1]
+    assert [] == _processes_mentioning(str(demo_dir)), "a child process was left behind"
