@@ -14,7 +14,8 @@ from sessionlib.logger import redact_url
 
 from .collector import SnapshotCollector
 from .config import Config
-from .embedded import DEMO_DATABASE, DEMO_POOLS, EmbeddedDemo
+from .demo import DEMO_DATABASE, DEMO_POOLS
+from .embedded import EmbeddedDemo
 from .refresh import Refresher
 from .scheduler import JobTracker, build_scheduler
 from .server import MetricsServer, make_app
