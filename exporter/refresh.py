@@ -18,20 +18,18 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from sessionlib import MongoSessions, PoolStatistics, SessionPoolError
+from sessionlib.discovery import SESSION_MARKERS, SYSTEM_DATABASES, is_pool_name, looks_like_session
 from sessionlib.logger import redact_url
 
 from .config import Config
 from .snapshot import PoolKey, Snapshot, State
 
-__all__ = ["SYSTEM_DATABASES", "Refresher", "looks_like_session", "matches"]
+__all__ = ["Refresher", "matches"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
-# The fields that tell a session document from any other document.
-SESSION_MARKERS = ("session", "next_use", "last_use")
 # Collection the root connection is nominally bound to; it is never read.
 _ROOT_COLLECTION = "sessionpool"
 
@@ -47,17 +45,12 @@ def matches(key: PoolKey, include: Iterable[str], exclude: Iterable[str]) -> boo
         name = str(key) if "." in pattern else key.collection
         return fnmatch.fnmatchcase(name, pattern)
 
-    if key.collection.startswith("system."):
+    if not is_pool_name(key.collection):
         return False
     include = list(include)
     if include and not any(hit(pattern) for pattern in include):
         return False
     return not any(hit(pattern) for pattern in exclude)
-
-
-def looks_like_session(document: dict[str, object] | None) -> bool:
-    """Whether a sample document is a session; an empty collection counts as a pool."""
-    return document is None or any(marker in document for marker in SESSION_MARKERS)
 
 
 class Refresher:

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .client import MongoSessions
 from .clock import utcnow
+from .escalation import EscalationPolicy
 from .exceptions import (
     ConfigurationError,
     DatabaseError,
@@ -23,13 +24,16 @@ from .exceptions import (
     InvalidPayloadError,
     InvalidPeriodError,
     InvalidSessionError,
+    NoSessionAvailableError,
     NotConnectedError,
     OperationTimeoutError,
     PermissionDeniedError,
     ServerUnavailableError,
     SessionPoolError,
+    StaleLeaseError,
 )
 from .fields import LockKind
+from .lease import Block, Deactivate, Lease, Lock, Release, Report
 from .stats import PoolStatistics
 
 try:
@@ -38,21 +42,30 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = [
+    "Block",
     "ConfigurationError",
     "DatabaseError",
+    "Deactivate",
     "DuplicateSessionError",
+    "EscalationPolicy",
     "InvalidInputError",
     "InvalidPayloadError",
     "InvalidPeriodError",
     "InvalidSessionError",
+    "Lease",
+    "Lock",
     "LockKind",
     "MongoSessions",
+    "NoSessionAvailableError",
     "NotConnectedError",
     "OperationTimeoutError",
     "PermissionDeniedError",
     "PoolStatistics",
+    "Release",
+    "Report",
     "ServerUnavailableError",
     "SessionPoolError",
+    "StaleLeaseError",
     "__version__",
     "utcnow",
 ]

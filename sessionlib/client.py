@@ -16,6 +16,10 @@ every per-session write is one command.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +28,11 @@ from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
 from .clock import Clock, as_utc, utcnow
 from .connection import MongoConnectionInterface
-from .exceptions import InvalidPayloadError
+from .escalation import STRIKES, EscalationPolicy
+from .exceptions import InvalidPayloadError, InvalidSessionError, StaleLeaseError
 from .fields import LockKind
 from .indexes import index_specs
+from .lease import FENCE, LEASE, Lease, Report
 from .stats import PoolStatistics, statistics_pipeline
 from .validation import (
     check_count,
@@ -37,6 +43,7 @@ from .validation import (
     period_to_timedelta,
     session_id,
 )
+from .waiting import hold_lease, wait_for_session
 
 __all__ = ["MongoSessions"]
 
@@ -68,14 +75,34 @@ class MongoSessions(MongoConnectionInterface):
     Args:
         clock: Returns the current time as an aware UTC datetime; tests pass a
             clock they can move.
+        fenced: Return each hand-out's ``lease`` and ``fence`` with the
+            session (even under a projection) and lease-check every report
+            made with a dict that carries them (see :mod:`sessionlib.lease`).
+            Off by default, as in the seed library, where a worker may still
+            report after its short hold has passed.
+        escalation: An :class:`~sessionlib.escalation.EscalationPolicy`: locks
+            without a period grow with repeated strikes and turn into blocks.
+        sleep: The coroutine function used to pause while waiting for a
+            session (tests pass one that moves their clock).
 
     Subclasses may override the filter hooks :meth:`_filter_exclude_lock`,
     :meth:`_filter_include_lock`, :meth:`_filter_one` and :attr:`default_sort`.
     """
 
-    def __init__(self, *args: Any, clock: Clock = utcnow, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        clock: Clock = utcnow,
+        fenced: bool = False,
+        escalation: EscalationPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
+        self.fenced = fenced
+        self.escalation = escalation
+        self.sleep = sleep
 
     # -- overridable hooks ---------------------------------------------------
 
@@ -105,6 +132,7 @@ class MongoSessions(MongoConnectionInterface):
     # -- hand-out and reports --------------------------------------------------
 
     def _lock_fields(self, until: datetime, kind: str, now: datetime) -> dict[str, Any]:
+        # Why and since when the session is unavailable (see LockKind).
         return {self.next_use: until, self.lock_kind: kind, self.locked_at: now}
 
     async def get_session(
@@ -113,9 +141,9 @@ class MongoSessions(MongoConnectionInterface):
         """Hand out the least recently used available session, atomically.
 
         Sets ``last_use`` to now, holds the session for *next_use_delay*
-        seconds (default :attr:`next_use_delay`) and adds *count_use* to
-        ``count_use``, in one ``findAndModify``, so no two callers in any
-        processes get the same session while it is held.
+        seconds (default :attr:`next_use_delay`), adds *count_use* to
+        ``count_use`` and writes a new lease, in one ``findAndModify``, so no
+        two callers in any processes get the same session while it is held.
 
         Returns:
             The session (with :attr:`projection` applied), or ``None`` when
@@ -125,6 +153,11 @@ class MongoSessions(MongoConnectionInterface):
             InvalidInputError: *count_use* or *next_use_delay* is invalid.
             DatabaseError: the server failed (see :mod:`sessionlib.exceptions`).
         """
+        return await self._hand_out(count_use, next_use_delay, with_lease=self.fenced)
+
+    async def _hand_out(
+        self, count_use: int, next_use_delay: float | None, *, with_lease: bool
+    ) -> dict[str, Any] | None:
         check_count("count_use", count_use)
         delay = delay_to_timedelta(next_use_delay, self.next_use_delay)
         now = self.clock()
@@ -133,55 +166,207 @@ class MongoSessions(MongoConnectionInterface):
             {
                 "$set": {
                     self.last_use: now,
+                    LEASE: secrets.token_hex(12),
                     **self._lock_fields(now + delay, LockKind.IN_USE, now),
                 },
-                "$inc": {self.count_use: count_use},
+                "$inc": {self.count_use: count_use, FENCE: 1},
             },
             sort=self.default_sort,
-            projection=self.projection,
+            projection=self._hand_out_projection(with_lease),
             return_document=ReturnDocument.AFTER,
         )
         return None if document is None else self._normalize(document)
 
+    def _hand_out_projection(self, with_lease: bool) -> dict[str, Any] | None:
+        projection = self.projection
+        if projection is None or not with_lease:
+            return projection
+        included = any(value for key, value in projection.items() if key != "_id")
+        if included:
+            return {**projection, LEASE: 1, FENCE: 1, self.next_use: 1}
+        return {key: value for key, value in projection.items() if key not in (LEASE, FENCE)}
+
+    async def acquire(self, count_use: int = 1, hold: float | None = None) -> Lease | None:
+        """Hand out a session as a :class:`~sessionlib.lease.Lease`, or ``None``.
+
+        Like :meth:`get_session`, held for *hold* seconds; reports made
+        through the lease are always lease-checked.
+
+        Raises:
+            InvalidInputError: an argument is invalid.
+            DatabaseError: the server failed.
+        """
+        session = await self._hand_out(count_use, hold, with_lease=True)
+        return None if session is None else Lease(self, session)
+
+    def lease(
+        self,
+        *,
+        hold: float | None = None,
+        count_use: int = 1,
+        wait: float | None = None,
+        on_error: Mapping[type[BaseException] | tuple[type[BaseException], ...], Report]
+        | None = None,
+        success_delay: float | None = None,
+    ) -> AbstractAsyncContextManager[Lease]:
+        """Hold a session for the body of an ``async with`` block.
+
+        On normal exit a success is reported (with *success_delay*), unless
+        the body already reported through the lease. When the body raises, the
+        first entry of *on_error* whose type matches decides the report
+        (``Lock(period)``, ``Block(period)``, ``Deactivate()``,
+        ``Release()``); unmapped exceptions report nothing, so the hold just
+        expires. The exception always propagates.
+
+        With *wait* (seconds), a pool with no available session is polled with
+        exponential backoff and jitter until one frees up or *wait* passes.
+
+        Raises:
+            NoSessionAvailableError: no session became available (its
+                ``next_available_at`` says when one will).
+            StaleLeaseError: on normal exit, the session had been handed out
+                again before the success could be reported.
+        """
+        return hold_lease(
+            self,
+            hold=hold,
+            count_use=count_use,
+            wait=wait,
+            on_error=on_error or {},
+            success_delay=success_delay,
+        )
+
+    async def next_available_at(self) -> datetime | None:
+        """Return when the earliest locked session becomes available, or ``None``.
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        document = await self.find_one(
+            combine(self.default_filter, self._filter_include_lock()),
+            projection={self.next_use: 1},
+            sort=[(self.next_use, ASCENDING)],
+        )
+        value = None if document is None else document.get(self.next_use)
+        return as_utc(value) if isinstance(value, datetime) else None
+
+    async def wait_for_session(
+        self, wait: float, count_use: int = 1, hold: float | None = None
+    ) -> Lease:
+        """Return a lease, waiting up to *wait* seconds for a session to free up.
+
+        Raises:
+            NoSessionAvailableError: none freed up in time.
+        """
+        return await wait_for_session(self, wait=wait, count_use=count_use, hold=hold)
+
+    def _report_filter(
+        self, session: Mapping[str, Any], lease_checked: bool | None
+    ) -> tuple[Filter, bool]:
+        query = self._filter_one(session)
+        checked = (self.fenced and LEASE in session) if lease_checked is None else lease_checked
+        if checked:
+            token = session.get(LEASE)
+            if not isinstance(token, str):
+                raise InvalidSessionError(
+                    "a lease-checked report needs the session dict as handed out, with its 'lease'"
+                )
+            query = combine(query, {LEASE: token})
+        return query, checked
+
+    async def _report(
+        self,
+        session: Mapping[str, Any],
+        update: dict[str, Any] | list[dict[str, Any]],
+        lease_checked: bool | None,
+    ) -> UpdateResult:
+        query, checked = self._report_filter(session, lease_checked)
+        result = await self.update_one(query, update)
+        if checked and result.matched_count == 0:
+            raise StaleLeaseError(
+                f"session {session['_id']!r} is no longer held under lease "
+                f"{session[LEASE]!r}: it was handed out again or deleted; nothing was written",
+                session_id=session["_id"],
+                lease=session[LEASE],
+            )
+        return result
+
     async def session_success(
-        self, session: dict[str, Any], count_success: int = 1, next_use_delay: float | None = None
+        self,
+        session: dict[str, Any],
+        count_success: int = 1,
+        next_use_delay: float | None = None,
+        *,
+        lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Record a success: add *count_success* and hold the session for *next_use_delay* s.
 
+        With an escalation policy, a success also takes strikes off.
+        *lease_checked* forces (``True``) or skips (``False``) the lease check
+        that ``fenced=True`` pools apply to dicts carrying a lease.
+
         Raises:
             InvalidInputError: an argument is invalid; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        query = self._filter_one(session)
+        self._filter_one(session)
         check_count("count_success", count_success)
         delay = delay_to_timedelta(next_use_delay, self.next_use_delay)
         now = self.clock()
-        return await self.update_one(
-            query,
-            {
-                "$inc": {self.count_success: count_success},
-                "$set": self._lock_fields(now + delay, LockKind.IN_USE, now),
-            },
-        )
+        fields = self._lock_fields(now + delay, LockKind.IN_USE, now)
+        update: dict[str, Any] | list[dict[str, Any]]
+        if self.escalation is None:
+            update = {"$inc": {self.count_success: count_success}, "$set": fields}
+        else:
+            counter = {"$add": [{"$ifNull": [f"${self.count_success}", 0]}, count_success]}
+            # Literal values inside a pipeline update must not read as field paths.
+            update = [
+                {
+                    "$set": {
+                        **{key: {"$literal": value} for key, value in fields.items()},
+                        self.count_success: counter,
+                        STRIKES: self.escalation.decay_expression(),
+                    }
+                }
+            ]
+        return await self._report(session, update, lease_checked)
 
     async def session_lock(
-        self, session: dict[str, Any], period: dict[str, float] | None = None
+        self,
+        session: dict[str, Any],
+        period: dict[str, float] | None = None,
+        *,
+        lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Lock the session temporarily (a short ban): unavailable for *period*.
 
         *period* holds :class:`~datetime.timedelta` keywords, e.g.
-        ``{"hours": 10}``; default :attr:`lock_time`.
+        ``{"hours": 10}``; default :attr:`lock_time`, or, with an escalation
+        policy, a period that grows with the session's strikes (see
+        :mod:`sessionlib.escalation`).
 
         Raises:
             InvalidInputError: *session* or *period* is invalid; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
+        if period is None and self.escalation is not None:
+            self._filter_one(session)
+            pipeline = self.escalation.lock_pipeline(
+                now=self.clock(), block_period=self.block_time, fields=self
+            )
+            return await self._report(session, pipeline, lease_checked)
         return await self._lock(
-            session, period_to_timedelta(period, self.lock_time), LockKind.LOCKED
+            session, period_to_timedelta(period, self.lock_time), LockKind.LOCKED, lease_checked
         )
 
     async def session_block(
-        self, session: dict[str, Any], period: dict[str, float] | None = None
+        self,
+        session: dict[str, Any],
+        period: dict[str, float] | None = None,
+        *,
+        lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Block the session for long (a long ban): unavailable for *period*.
 
@@ -189,37 +374,51 @@ class MongoSessions(MongoConnectionInterface):
 
         Raises:
             InvalidInputError: *session* or *period* is invalid; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
         return await self._lock(
-            session, period_to_timedelta(period, self.block_time), LockKind.BLOCKED
+            session, period_to_timedelta(period, self.block_time), LockKind.BLOCKED, lease_checked
         )
 
-    async def _lock(self, session: dict[str, Any], period: timedelta, kind: str) -> UpdateResult:
-        query = self._filter_one(session)
+    async def _lock(
+        self,
+        session: dict[str, Any],
+        period: timedelta,
+        kind: str,
+        lease_checked: bool | None,
+    ) -> UpdateResult:
         now = self.clock()
-        return await self.update_one(query, {"$set": self._lock_fields(now + period, kind, now)})
+        return await self._report(
+            session, {"$set": self._lock_fields(now + period, kind, now)}, lease_checked
+        )
 
-    async def session_release(self, session: dict[str, Any]) -> UpdateResult:
+    async def session_release(
+        self, session: dict[str, Any], *, lease_checked: bool | None = None
+    ) -> UpdateResult:
         """Make the session available now, whatever lock it had.
 
         Raises:
             InvalidSessionError: *session* has no ``_id``; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self.update_one(self._filter_one(session), self._release_update())
+        return await self._report(session, self._release_update(), lease_checked)
 
     def _release_update(self) -> dict[str, Any]:
         return {"$set": {self.next_use: None}, "$unset": {self.lock_kind: "", self.locked_at: ""}}
 
-    async def session_inactive(self, session: dict[str, Any]) -> UpdateResult:
+    async def session_inactive(
+        self, session: dict[str, Any], *, lease_checked: bool | None = None
+    ) -> UpdateResult:
         """Disable the session for good (``active=False``); only an activator revives it.
 
         Raises:
             InvalidSessionError: *session* has no ``_id``; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self.update_one(self._filter_one(session), {"$set": {self.active: False}})
+        return await self._report(session, {"$set": {self.active: False}}, lease_checked)
 
     async def session_activate(self, session: dict[str, Any]) -> UpdateResult:
         """Enable a disabled session again (``active=True``): the activator's call.

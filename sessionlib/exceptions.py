@@ -10,6 +10,10 @@ catch them all with ``except SessionPoolError``::
     │   └── InvalidPayloadError                   document/payload is not a dict or is unsafe
     ├── ConfigurationError (also ValueError)      bad constructor arguments
     ├── NotConnectedError                         an operation before connect() or after close()
+    ├── StaleLeaseError                           a lease-checked report from a holder whose
+    │                                             session was handed out again (nothing written)
+    ├── NoSessionAvailableError                   lease(): no session became free in time
+    │                                             (``next_available_at`` says when one will)
     └── DatabaseError                             the server or the driver failed
         ├── ServerUnavailableError                no server reachable (after reconnect attempts)
         ├── OperationTimeoutError (also TimeoutError)  the operation exceeded its timeout
@@ -23,6 +27,9 @@ Driver errors (``pymongo.errors.*``) are translated in exactly one place,
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 __all__ = [
     "ConfigurationError",
     "DatabaseError",
@@ -31,11 +38,13 @@ __all__ = [
     "InvalidPayloadError",
     "InvalidPeriodError",
     "InvalidSessionError",
+    "NoSessionAvailableError",
     "NotConnectedError",
     "OperationTimeoutError",
     "PermissionDeniedError",
     "ServerUnavailableError",
     "SessionPoolError",
+    "StaleLeaseError",
 ]
 
 
@@ -65,6 +74,31 @@ class ConfigurationError(SessionPoolError, ValueError):
 
 class NotConnectedError(SessionPoolError):
     """An operation was attempted before ``connect()`` or after ``close()``."""
+
+
+class StaleLeaseError(SessionPoolError):
+    """A lease-checked report was refused: the session is no longer held under that lease.
+
+    It was handed out to another worker since (or deleted); nothing was written.
+    """
+
+    def __init__(self, message: str, *, session_id: Any = None, lease: str | None = None) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.lease = lease
+
+
+class NoSessionAvailableError(SessionPoolError):
+    """No session was available (within the wait, if any).
+
+    ``next_available_at`` is when the earliest locked session frees up, or
+    ``None`` when no session is locked either (the pool is empty or all
+    inactive).
+    """
+
+    def __init__(self, message: str, *, next_available_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.next_available_at = next_available_at
 
 
 class DatabaseError(SessionPoolError):

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
+from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 from . import driver
 from .connect import MongoConnectInterface
@@ -102,6 +102,12 @@ class MongoOperations(MongoConnectInterface):
     async def insert_one(self, *args: Any, **kwargs: Any) -> InsertOneResult:
         """Insert one document (``Collection.insert_one``)."""
         result: InsertOneResult = await self.sessions.insert_one(*args, **kwargs)
+        return result
+
+    @timeout
+    async def insert_many(self, *args: Any, **kwargs: Any) -> InsertManyResult:
+        """Insert documents (``Collection.insert_many``)."""
+        result: InsertManyResult = await self.sessions.insert_many(*args, **kwargs)
         return result
 
     @timeout

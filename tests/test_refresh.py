@@ -11,9 +11,10 @@ import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 from exporter.config import Config
-from exporter.refresh import Refresher, looks_like_session, matches
+from exporter.refresh import Refresher, matches
 from exporter.snapshot import PoolKey, State
 from sessionlib import MongoSessions
+from sessionlib.discovery import looks_like_session
 from tests.test_errors import fault_server  # noqa: F401 - the fixture
 
 NOW = 1_800_000_000.0

@@ -1,0 +1,10 @@
+"""``python -m sessionlib``: the ``sessionpool`` admin tool."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

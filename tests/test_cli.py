@@ -1,0 +1,209 @@
+"""The ``sessionpool`` admin tool against the real wire server."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from exporter.secantus import free_port
+from sessionlib.cli import main
+
+pytestmark = pytest.mark.wire
+
+PASSWORD = "cli-pa55word"
+
+
+@pytest.fixture
+def db(wire_url: str, db_name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("SESSIONPOOL_MONGO_URL", wire_url)
+    client: MongoClient[dict[str, Any]] = MongoClient(wire_url, tz_aware=True)
+    yield client[db_name]
+    client.drop_database(db_name)
+    client.close()
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), stdout=out)
+    return code, out.getvalue()
+
+
+def cli_json(*argv: str) -> Any:
+    code, out = cli("--json", *argv)
+    assert 0 == code, out
+    return json.loads(out)
+
+
+def test_add_lock_list_release_and_the_rest(db: Any, db_name: str) -> None:
+    pool = f"{db_name}.tg"
+    assert {"inserted_id": "a"} == cli_json("add", pool, '{"_id": "a", "session": {"k": 1}}')
+    assert {"inserted_id": 7} == cli_json("add", pool, '{"_id": 7, "session": {"k": 2}}')
+
+    assert {"locked": 1, "missing": []} == cli_json("lock", pool, "a", "--for", "2h")
+    assert {"blocked": 1, "missing": []} == cli_json("block", pool, "7", "--for", '{"days": 1}')
+    listed = {row["_id"]: row["state"] for row in cli_json("list", pool)}
+    assert {"a": "locked", 7: "blocked"} == listed
+    assert ["a"] == [row["_id"] for row in cli_json("list", pool, "--state", "locked")]
+
+    assert {"released": 2, "missing": []} == cli_json("release", pool, "a", "7")
+    assert {"deactivated": 1, "missing": []} == cli_json("deactivate", pool, "a")
+    assert False is db["tg"].find_one({"_id": "a"})["active"]
+    assert {"activated": 1, "missing": []} == cli_json("activate", pool, "a")
+    stats = cli_json("stats", pool)
+    assert (2, 2, 0) == (stats["total"], stats["available"], stats["inactive"])
+    assert {"indexes": ["sessionpool_handout", "sessionpool_state"]} == cli_json(
+        "ensure-indexes", pool
+    )
+    assert {"deleted": 1, "missing": []} == cli_json("delete", pool, "7")
+    assert ["a"] == [doc["_id"] for doc in db["tg"].find()]
+
+
+def test_human_output_is_a_table(db: Any, db_name: str) -> None:
+    cli("add", f"{db_name}.tg", '{"_id": "a", "session": {}}')
+
+    code, out = cli("list", f"{db_name}.tg")
+
+    lines = out.splitlines()
+    assert 0 == code
+    assert lines[0].split() == ["_id", "state", "next_use", "last_use", "uses", "successes"]
+    assert lines[2].split()[:2] == ["a", "available"]
+
+
+def test_stats_of_a_database_lists_its_pools(db: Any, db_name: str) -> None:
+    db["tg"].insert_many([{"_id": n, "session": {}} for n in range(3)])
+    db["wa"].insert_one({"_id": 1, "session": {}, "active": False})
+    db["users"].insert_one({"_id": 1, "name": "not a pool"})
+
+    rows = cli_json("stats", db_name)
+
+    assert [(f"{db_name}.tg", 3, 3), (f"{db_name}.wa", 1, 0)] == [
+        (r["pool"], r["total"], r["available"]) for r in rows
+    ]
+    _, out = cli("stats", db_name)
+    assert "pool" in out.splitlines()[0]
+
+
+def write_lines(path: Path, documents: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in documents))
+    return path
+
+
+def test_import_is_idempotent_on_the_chosen_key(
+    db: Any, db_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = write_lines(
+        tmp_path / "s.jsonl",
+        [{"session": {"phone": f"+7{n:04d}"}} for n in range(1200)],
+    )
+    pool = f"{db_name}.tg"
+
+    code, out = cli("import", pool, str(file), "--key", "session.phone")
+    progress = capsys.readouterr().err
+    again = cli_json("import", pool, str(file), "--key", "session.phone")
+
+    assert (0, "imported 1200 session(s); 0 already present") == (code, out.strip())
+    assert "importing: 1200/1200 (100%)" in progress
+    assert {"inserted": 0, "skipped": 1200} == again
+    assert 1200 == db["tg"].count_documents({})
+    assert {True} == {d["active"] for d in db["tg"].find({}, {"active": 1})}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"_id": 1, "session": {}}\n\xff\xfe\n', "line 2: not valid UTF-8"),
+        (b'{"_id": 1, "session": {}}\nnot json\n', "line 2: not valid JSON"),
+        (b"[1, 2]\n", "line 1: a session must be a JSON object"),
+        (b'{"_id": 1, "session": {"$where": "1"}}\n', "line 1: add(): field name '$where'"),
+        (b'{"session": {}}\n', "line 1: no value for the key field '_id'"),
+        (b'{"_id": 1, "session": {}}\n{"_id": 1, "session": {}}\n', "line 2: _id 1 appears twice"),
+    ],
+)
+def test_a_bad_import_writes_nothing(
+    db: Any,
+    db_name: str,
+    tmp_path: Path,
+    content: bytes,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    file = tmp_path / "bad.jsonl"
+    file.write_bytes(content)
+
+    code, _ = cli("import", f"{db_name}.tg", str(file))
+
+    err = capsys.readouterr().err
+    assert 2 == code
+    assert 1 == len(err.splitlines())
+    assert message in err
+    assert 0 == db["tg"].count_documents({})
+
+
+def test_export_redacts_unless_revealed_and_round_trips(
+    db: Any, db_name: str, tmp_path: Path
+) -> None:
+    cli("add", f"{db_name}.tg", '{"_id": "a", "session": {"token": "s3cr3t", "cookies": ["c1"]}}')
+    cli("lock", f"{db_name}.tg", "a", "--for", "1h")
+
+    code, redacted = cli("export", f"{db_name}.tg")
+    _, revealed = cli("export", f"{db_name}.tg", "--reveal")
+
+    assert 0 == code
+    assert "s3cr3t" not in redacted
+    assert {"token": "***", "cookies": ["***"]} == json.loads(redacted)["session"]
+    backup = tmp_path / "backup.jsonl"
+    backup.write_text(revealed)
+    assert {"inserted": 1, "skipped": 0} == cli_json("import", f"{db_name}.copy", str(backup))
+    assert db["tg"].find_one({"_id": "a"}) == db["copy"].find_one({"_id": "a"})
+
+
+def test_errors_are_one_line_and_never_show_the_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SESSIONPOOL_MONGO_URL", raising=False)
+    url = f"mongodb://admin:{PASSWORD}@127.0.0.1:{free_port()}/?directConnection=true"
+
+    unreachable = main(["stats", "pools.tg", "--mongo-url", url, "--timeout", "0.5"])
+    err_unreachable = capsys.readouterr().err
+    no_url = main(["stats", "pools.tg"])
+    err_no_url = capsys.readouterr().err
+    bad_pool = main(["list", "pools", "--mongo-url", url])
+    err_bad_pool = capsys.readouterr().err
+
+    assert (1, 2, 2) == (unreachable, no_url, bad_pool)
+    for err in (err_unreachable, err_no_url, err_bad_pool):
+        assert 1 == len(err.splitlines()), err
+        assert err.startswith("sessionpool: error: ")
+        assert PASSWORD not in err
+    assert "admin:***@" in err_unreachable
+    assert "no MongoDB URL" in err_no_url
+    assert "names no collection" in err_bad_pool
+
+
+def test_unknown_ids_exit_1(db: Any, db_name: str) -> None:
+    cli("add", f"{db_name}.tg", '{"_id": "a", "session": {}}')
+
+    code, out = cli("--json", "release", f"{db_name}.tg", "a", "zzz")
+
+    assert (1, {"released": 1, "missing": ["zzz"]}) == (code, json.loads(out))
+
+
+def test_console_script_and_module_entry_points(db: Any, db_name: str) -> None:
+    for command in (["sessionpool"], [sys.executable, "-m", "sessionlib"]):
+        result = subprocess.run(
+            [*command, "--json", "stats", f"{db_name}.none"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert 0 == result.returncode, result.stderr
+        assert 0 == json.loads(result.stdout)["total"]
