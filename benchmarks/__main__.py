@@ -1,0 +1,78 @@
+"""``python -m benchmarks``: run the measurements, print a table, write JSON.
+
+python -m benchmarks --quick                # under a minute: mock + SecantusDB
+python -m benchmarks                        # the full run (pool sizes up to 10,000)
+MONGO_URL=mongodb://... python -m benchmarks --backend mongo
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from .backends import open_backend
+from .pool import against_seed, overhead, round_trips, scaling
+from .report import Report
+from .scrape import refresh_cost, render_latency, scrape_latency
+
+
+async def run(report: Report, backends: list[str], quick: bool) -> None:
+    for name in backends:
+        started = time.perf_counter()
+        async with open_backend(name) as backend:
+            print(f"\n== {backend.name}", flush=True)
+            await round_trips(backend, report)
+            await overhead(
+                backend, report, operations=200 if quick else 2000, rounds=3 if quick else 7
+            )
+            await against_seed(
+                backend, report, size=500 if quick else 10_000, repeat=3 if quick else 9
+            )
+            sizes = [100, 500] if quick else [100, 1000, 10_000]
+            shares = [0.0, 0.9] if quick else [0.0, 0.5, 0.9]
+            await scaling(backend, report, sizes, shares, repeat=3 if quick else 9)
+            if name == "mock":  # in-process and backend-free: once is enough
+                render_latency(report, backend.name, 1000, scrapes=20 if quick else 200)
+            if backend.wire:
+                pools = 100 if quick else 1000
+                database = await refresh_cost(backend, report, pools, repeat=2 if quick else 5)
+                await scrape_latency(backend, report, database, pools, scrapes=50 if quick else 500)
+        print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes; under a minute")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=("mock", "secantus", "mongo"),
+        help="where to run (repeatable; default: mock and secantus, plus mongo if MONGO_URL)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path("benchmarks/results/latest.json"),
+        help="where to write the figures (benchmarks/results/latest.json)",
+    )
+    args = parser.parse_args()
+    backends = args.backend or ["mock", "secantus"] + (
+        ["mongo"] if os.environ.get("MONGO_URL") else []
+    )
+    report = Report(quick=args.quick)
+    started = time.perf_counter()
+    asyncio.run(run(report, backends, args.quick))
+    print(report.table())
+    report.write(args.json)
+    print(f"\nfigures written to {args.json} ({time.perf_counter() - started:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Hand-out and statistics: round trips, library overhead, the seed's design, scaling."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pymongo.errors
+from pymongo import ReturnDocument
+
+from sessionlib import MongoSessions
+
+from .backends import Backend
+from .report import Figure, Report
+from .seed import SeedPool
+
+CONCURRENCY = 4
+OVERHEAD_POOL = 50
+
+
+async def populate(collection: Any, size: int, locked_share: float = 0.0) -> None:
+    """*size* sessions; *locked_share* of them blocked long ago (the oldest last_use)."""
+    now = datetime.now(UTC)
+    locked = int(size * locked_share)
+    documents = []
+    for number in range(size):
+        document = {
+            "_id": number,
+            "session": {"token": f"t{number}"},
+            "active": True,
+            "count_use": 0,
+            "count_success": 0,
+            "created": now,
+            "last_use": now - timedelta(days=30) + timedelta(seconds=number),
+            "next_use": None,
+        }
+        if number < locked:
+            # Blocked for long and least recently used: the worst case for a hand-out scan.
+            document.update(next_use=now + timedelta(days=7), lock_kind="blocked")
+        documents.append(document)
+    for start in range(0, size, 1000):
+        await collection.insert_many(documents[start : start + 1000])
+
+
+async def pool_on(backend: Backend, collection: Any, **kwargs: Any) -> MongoSessions:
+    # A generous timeout: a slow backend under concurrent load must not end the run.
+    return await MongoSessions(
+        db=collection.database.name,
+        collection=collection.name,
+        client=backend.client,
+        timeout=120,
+        **kwargs,
+    ).connect()
+
+
+async def rate(call: Callable[[], Awaitable[Any]], operations: int) -> float:
+    """Operations per second of *call*, run by CONCURRENCY coroutines."""
+    per_worker = max(1, operations // CONCURRENCY)
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await call()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return per_worker * CONCURRENCY / (time.perf_counter() - started)
+
+
+async def median_seconds(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await call()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+async def round_trips(backend: Backend, report: Report) -> None:
+    """Commands sent per operation, counted by the driver's command listener."""
+    section = "round trips"
+    if backend.counter is None:
+        report.add(
+            backend.name,
+            Figure(section, "commands per operation", None, note="needs the wire protocol"),
+        )
+        return
+    collection = backend.database()["rt"]
+    await populate(collection, 10)
+    pool = await pool_on(backend, collection)
+    session = {"_id": 5}
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "get_session": pool.get_session,
+        "session_success": lambda: pool.session_success(session),
+        "session_lock": lambda: pool.session_lock(session),
+        "session_block": lambda: pool.session_block(session),
+        "session_inactive": lambda: pool.session_inactive(session),
+        "session_release": lambda: pool.session_release(session),
+        "count_active": pool.count_active,
+        "aggregate_statistics": pool.aggregate_statistics,
+    }
+    for name, call in calls.items():
+        backend.counter.reset()
+        await call()
+        goal = "1 (the seed: 4)" if name == "aggregate_statistics" else "1"
+        report.add(
+            backend.name, Figure(section, name, len(backend.counter.names), "commands", goal)
+        )
+    seed = SeedPool(collection)
+    backend.counter.reset()
+    await seed.aggregate_statistics()
+    report.add(
+        backend.name,
+        Figure(
+            section, "seed design: aggregate_statistics", len(backend.counter.names), "commands"
+        ),
+    )
+
+
+async def overhead(backend: Backend, report: Report, operations: int, rounds: int) -> None:
+    """get_session against a raw find_one_and_update with the same filter, sort and update.
+
+    A small pool keeps the server's share of each call small, so the library's
+    own cost shows as much as it can.
+    """
+    collection = backend.database()["overhead"]
+    await populate(collection, OVERHEAD_POOL)
+    pool = await pool_on(backend, collection, next_use_delay=0)
+
+    async def raw() -> Any:
+        now = datetime.now(UTC)
+        return await collection.find_one_and_update(
+            {"active": {"$ne": False}, "$or": [{"next_use": None}, {"next_use": {"$lt": now}}]},
+            {
+                "$set": {
+                    "last_use": now,
+                    "lease": secrets.token_hex(12),
+                    "next_use": now,
+                    "lock_kind": "in_use",
+                    "locked_at": now,
+                },
+                "$inc": {"count_use": 1, "fence": 1},
+            },
+            sort=[("last_use", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+
+    ratios, lib_rates, raw_rates = [], [], []
+    for _ in range(rounds):  # interleaved, so drift hits both sides alike
+        lib_rate = await rate(pool.get_session, operations)
+        raw_rate = await rate(raw, operations)
+        lib_rates.append(lib_rate)
+        raw_rates.append(raw_rate)
+        ratios.append(lib_rate / raw_rate)
+    section = "overhead"
+    report.add(
+        backend.name,
+        Figure(
+            section,
+            f"get_session rate / raw rate ({OVERHEAD_POOL} sessions)",
+            statistics.median(ratios),
+            "ratio",
+            ">= 0.9",
+        ),
+    )
+    report.add(
+        backend.name,
+        Figure(
+            section,
+            "get_session rate",
+            statistics.median(lib_rates),
+            "ops/s",
+            f"{CONCURRENCY} coroutines",
+        ),
+    )
+    report.add(
+        backend.name,
+        Figure(section, "raw find_one_and_update rate", statistics.median(raw_rates), "ops/s"),
+    )
+
+
+async def against_seed(backend: Backend, report: Report, size: int, repeat: int) -> None:
+    """Statistics and hand-out time, ours against the seed's design, on the same data."""
+    collection = backend.database()["seed"]
+    await populate(collection, size, locked_share=0.5)
+    ours = await pool_on(backend, collection, next_use_delay=0)
+    await ours.ensure_indexes()
+    seed = SeedPool(collection, next_use_delay=0)
+    section = "vs seed"
+    stats_ours = await median_seconds(ours.aggregate_statistics, repeat)
+    stats_seed = await median_seconds(seed.aggregate_statistics, repeat)
+    report.add(
+        backend.name,
+        Figure(
+            section,
+            f"statistics time, ours / seed ({size} sessions)",
+            stats_ours / stats_seed,
+            "ratio",
+            "< 1",
+        ),
+    )
+    report.add(backend.name, Figure(section, "statistics time, ours", stats_ours * 1000, "ms"))
+    report.add(backend.name, Figure(section, "statistics time, seed", stats_seed * 1000, "ms"))
+    hand_ours = await median_seconds(ours.get_session, repeat * 4)
+    hand_seed = await median_seconds(seed.get_session, repeat * 4)
+    report.add(
+        backend.name,
+        Figure(
+            section,
+            f"hand-out time, ours / seed ({size} sessions)",
+            hand_ours / hand_seed,
+            "ratio",
+            "~1",
+        ),
+    )
+
+
+async def explain_handout(backend: Backend, collection: Any) -> tuple[Any, Any]:
+    """Keys and documents the server examined for one hand-out, if it says."""
+    if not backend.wire:
+        return None, None  # mongomock has no query planner
+    now = datetime.now(UTC)
+    try:
+        plan = await collection.database.command(
+            "explain",
+            {
+                "findAndModify": collection.name,
+                "query": {
+                    "active": {"$ne": False},
+                    "$or": [{"next_use": None}, {"next_use": {"$lt": now}}],
+                },
+                "sort": {"last_use": 1},
+                "update": {"$set": {"last_use": now}},
+            },
+            verbosity="executionStats",
+        )
+    except pymongo.errors.PyMongoError:  # no explain for findAndModify here: n/a
+        return None, None
+    stats = plan.get("executionStats", {})
+    return stats.get("totalKeysExamined"), stats.get("totalDocsExamined")
+
+
+async def scaling(
+    backend: Backend, report: Report, sizes: list[int], shares: list[float], repeat: int
+) -> None:
+    """Hand-out and statistics cost as the pool grows and as more of it is locked."""
+    section = "scaling"
+    for size in sizes:
+        for share in shares:
+            collection = backend.database()[f"s{size}"]
+            await populate(collection, size, share)
+            pool = await pool_on(backend, collection, next_use_delay=3600)
+            await pool.ensure_indexes()
+            keys, docs = await explain_handout(backend, collection)
+            # Hand-outs with a long hold: each takes a new session, as in a drain.
+            hand = await median_seconds(pool.get_session, repeat)
+            stats = await median_seconds(pool.statistics, max(3, repeat // 4))
+            label = f"{size} sessions, {share:.0%} blocked"
+            report.add(backend.name, Figure(section, f"hand-out, {label}", hand * 1e6, "us"))
+            report.add(backend.name, Figure(section, f"statistics, {label}", stats * 1e3, "ms"))
+            if keys is not None or docs is not None:
+                report.add(
+                    backend.name,
+                    Figure(section, f"hand-out keys/docs examined, {label}", f"{keys}/{docs}", ""),
+                )
