@@ -48,6 +48,8 @@ class SecantusServer:
         start_timeout: Seconds to wait for the server to answer.
         test_commands: Enable ``configureFailPoint`` (fault-injection tests only:
             any client that reaches the port could use it).
+        durable: Fsync the log on every commit, so writes acknowledged with
+            ``j=True`` survive a crash (slower; off by default, as in mongod).
     """
 
     def __init__(
@@ -57,8 +59,10 @@ class SecantusServer:
         start_timeout: float = 60.0,
         *,
         test_commands: bool = False,
+        durable: bool = False,
     ) -> None:
         self.test_commands = test_commands
+        self.durable = durable
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.start_timeout = start_timeout
@@ -101,6 +105,8 @@ class SecantusServer:
         ]
         if self.test_commands:
             command.append("--enable-test-commands")
+        if self.durable:
+            command.append("--sync-on-commit")
         log.debug("starting %s", " ".join(command))
         self._process = subprocess.Popen(
             command,

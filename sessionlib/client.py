@@ -16,23 +16,21 @@ every per-session write is one command.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
-from .clock import Clock, as_utc, utcnow
-from .connection import MongoConnectionInterface
-from .escalation import STRIKES, EscalationPolicy
-from .exceptions import InvalidPayloadError, InvalidSessionError, StaleLeaseError
+from .clock import as_utc
+from .exceptions import InvalidPayloadError
 from .fields import LockKind
 from .indexes import index_specs
 from .lease import FENCE, LEASE, Lease, Report
+from .reports import SessionReports, combine
 from .stats import PoolStatistics, statistics_pipeline
 from .validation import (
     check_count,
@@ -40,31 +38,13 @@ from .validation import (
     check_set_payload,
     check_unset_payload,
     delay_to_timedelta,
-    period_to_timedelta,
-    session_id,
 )
 from .waiting import hold_lease, wait_for_session
 
-__all__ = ["MongoSessions"]
-
-Filter = dict[str, Any]
+__all__ = ["MongoSessions", "combine"]
 
 
-def combine(*filters: Filter) -> Filter:
-    """Return one filter matching all *filters*.
-
-    Filters with distinct top-level keys are merged into one dict (the shape
-    query planners handle best); clashing keys such as two ``$or`` are kept
-    apart under ``$and``.
-    """
-    parts = [f for f in filters if f]
-    keys = [key for f in parts for key in f]
-    if len(keys) == len(set(keys)):
-        return {key: value for f in parts for key, value in f.items()}
-    return {"$and": parts}
-
-
-class MongoSessions(MongoConnectionInterface):
+class MongoSessions(SessionReports):
     """A pool of sessions stored in one MongoDB collection.
 
     Takes the arguments of :class:`~sessionlib.connection.MongoConnectionInterface`
@@ -72,68 +52,14 @@ class MongoSessions(MongoConnectionInterface):
     ``max_allowed_reconnect``, ``next_use_delay``, ``lock_time``, ``block_time``,
     ``default_filter``, ``projection``, ...), plus:
 
-    Args:
-        clock: Returns the current time as an aware UTC datetime; tests pass a
-            clock they can move.
-        fenced: Return each hand-out's ``lease`` and ``fence`` with the
-            session (even under a projection) and lease-check every report
-            made with a dict that carries them (see :mod:`sessionlib.lease`).
-            Off by default, as in the seed library, where a worker may still
-            report after its short hold has passed.
-        escalation: An :class:`~sessionlib.escalation.EscalationPolicy`: locks
-            without a period grow with repeated strikes and turn into blocks.
-        sleep: The coroutine function used to pause while waiting for a
-            session (tests pass one that moves their clock).
+    and of :class:`~sessionlib.reports.SessionReports` (``clock``, ``fenced``,
+    ``escalation``, ``sleep``).
 
     Subclasses may override the filter hooks :meth:`_filter_exclude_lock`,
     :meth:`_filter_include_lock`, :meth:`_filter_one` and :attr:`default_sort`.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        clock: Clock = utcnow,
-        fenced: bool = False,
-        escalation: EscalationPolicy | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-        self.fenced = fenced
-        self.escalation = escalation
-        self.sleep = sleep
-
-    # -- overridable hooks ---------------------------------------------------
-
-    @property
-    def default_sort(self) -> list[tuple[str, int]]:
-        """Hand-out order: least recently used first (never used, ``null``, sorts first)."""
-        return [(self.last_use, ASCENDING)]
-
-    def _filter_exclude_lock(self, offset: float = 0) -> Filter:
-        """Filter for sessions not locked at now + *offset* seconds."""
-        instant = self.clock() + timedelta(seconds=offset)
-        return {"$or": [{self.next_use: None}, {self.next_use: {"$lt": instant}}]}
-
-    def _filter_include_lock(self, offset: float = 0) -> Filter:
-        """Filter for sessions locked at now + *offset* seconds."""
-        instant = self.clock() + timedelta(seconds=offset)
-        return {self.next_use: {"$gte": instant}}
-
-    def _filter_one(self, session: Any) -> Filter:
-        """Filter selecting *session*.
-
-        Raises:
-            InvalidSessionError: *session* is not a dict with an ``_id``.
-        """
-        return {"_id": session_id(session)}
-
-    # -- hand-out and reports --------------------------------------------------
-
-    def _lock_fields(self, until: datetime, kind: str, now: datetime) -> dict[str, Any]:
-        # Why and since when the session is unavailable (see LockKind).
-        return {self.next_use: until, self.lock_kind: kind, self.locked_at: now}
+    # -- hand-out --------------------------------------------------------------
 
     async def get_session(
         self, count_use: int = 1, next_use_delay: float | None = None
@@ -259,175 +185,6 @@ class MongoSessions(MongoConnectionInterface):
             NoSessionAvailableError: none freed up in time.
         """
         return await wait_for_session(self, wait=wait, count_use=count_use, hold=hold)
-
-    def _report_filter(
-        self, session: Mapping[str, Any], lease_checked: bool | None
-    ) -> tuple[Filter, bool]:
-        query = self._filter_one(session)
-        checked = (self.fenced and LEASE in session) if lease_checked is None else lease_checked
-        if checked:
-            token = session.get(LEASE)
-            if not isinstance(token, str):
-                raise InvalidSessionError(
-                    "a lease-checked report needs the session dict as handed out, with its 'lease'"
-                )
-            query = combine(query, {LEASE: token})
-        return query, checked
-
-    async def _report(
-        self,
-        session: Mapping[str, Any],
-        update: dict[str, Any] | list[dict[str, Any]],
-        lease_checked: bool | None,
-    ) -> UpdateResult:
-        query, checked = self._report_filter(session, lease_checked)
-        result = await self.update_one(query, update)
-        if checked and result.matched_count == 0:
-            raise StaleLeaseError(
-                f"session {session['_id']!r} is no longer held under lease "
-                f"{session[LEASE]!r}: it was handed out again or deleted; nothing was written",
-                session_id=session["_id"],
-                lease=session[LEASE],
-            )
-        return result
-
-    async def session_success(
-        self,
-        session: dict[str, Any],
-        count_success: int = 1,
-        next_use_delay: float | None = None,
-        *,
-        lease_checked: bool | None = None,
-    ) -> UpdateResult:
-        """Record a success: add *count_success* and hold the session for *next_use_delay* s.
-
-        With an escalation policy, a success also takes strikes off.
-        *lease_checked* forces (``True``) or skips (``False``) the lease check
-        that ``fenced=True`` pools apply to dicts carrying a lease.
-
-        Raises:
-            InvalidInputError: an argument is invalid; nothing was written.
-            StaleLeaseError: lease-checked, and the session was handed out again.
-            DatabaseError: the server failed.
-        """
-        self._filter_one(session)
-        check_count("count_success", count_success)
-        delay = delay_to_timedelta(next_use_delay, self.next_use_delay)
-        now = self.clock()
-        fields = self._lock_fields(now + delay, LockKind.IN_USE, now)
-        update: dict[str, Any] | list[dict[str, Any]]
-        if self.escalation is None:
-            update = {"$inc": {self.count_success: count_success}, "$set": fields}
-        else:
-            counter = {"$add": [{"$ifNull": [f"${self.count_success}", 0]}, count_success]}
-            # Literal values inside a pipeline update must not read as field paths.
-            update = [
-                {
-                    "$set": {
-                        **{key: {"$literal": value} for key, value in fields.items()},
-                        self.count_success: counter,
-                        STRIKES: self.escalation.decay_expression(),
-                    }
-                }
-            ]
-        return await self._report(session, update, lease_checked)
-
-    async def session_lock(
-        self,
-        session: dict[str, Any],
-        period: dict[str, float] | None = None,
-        *,
-        lease_checked: bool | None = None,
-    ) -> UpdateResult:
-        """Lock the session temporarily (a short ban): unavailable for *period*.
-
-        *period* holds :class:`~datetime.timedelta` keywords, e.g.
-        ``{"hours": 10}``; default :attr:`lock_time`, or, with an escalation
-        policy, a period that grows with the session's strikes (see
-        :mod:`sessionlib.escalation`).
-
-        Raises:
-            InvalidInputError: *session* or *period* is invalid; nothing was written.
-            StaleLeaseError: lease-checked, and the session was handed out again.
-            DatabaseError: the server failed.
-        """
-        if period is None and self.escalation is not None:
-            self._filter_one(session)
-            pipeline = self.escalation.lock_pipeline(
-                now=self.clock(), block_period=self.block_time, fields=self
-            )
-            return await self._report(session, pipeline, lease_checked)
-        return await self._lock(
-            session, period_to_timedelta(period, self.lock_time), LockKind.LOCKED, lease_checked
-        )
-
-    async def session_block(
-        self,
-        session: dict[str, Any],
-        period: dict[str, float] | None = None,
-        *,
-        lease_checked: bool | None = None,
-    ) -> UpdateResult:
-        """Block the session for long (a long ban): unavailable for *period*.
-
-        *period* holds :class:`~datetime.timedelta` keywords; default :attr:`block_time`.
-
-        Raises:
-            InvalidInputError: *session* or *period* is invalid; nothing was written.
-            StaleLeaseError: lease-checked, and the session was handed out again.
-            DatabaseError: the server failed.
-        """
-        return await self._lock(
-            session, period_to_timedelta(period, self.block_time), LockKind.BLOCKED, lease_checked
-        )
-
-    async def _lock(
-        self,
-        session: dict[str, Any],
-        period: timedelta,
-        kind: str,
-        lease_checked: bool | None,
-    ) -> UpdateResult:
-        now = self.clock()
-        return await self._report(
-            session, {"$set": self._lock_fields(now + period, kind, now)}, lease_checked
-        )
-
-    async def session_release(
-        self, session: dict[str, Any], *, lease_checked: bool | None = None
-    ) -> UpdateResult:
-        """Make the session available now, whatever lock it had.
-
-        Raises:
-            InvalidSessionError: *session* has no ``_id``; nothing was written.
-            StaleLeaseError: lease-checked, and the session was handed out again.
-            DatabaseError: the server failed.
-        """
-        return await self._report(session, self._release_update(), lease_checked)
-
-    def _release_update(self) -> dict[str, Any]:
-        return {"$set": {self.next_use: None}, "$unset": {self.lock_kind: "", self.locked_at: ""}}
-
-    async def session_inactive(
-        self, session: dict[str, Any], *, lease_checked: bool | None = None
-    ) -> UpdateResult:
-        """Disable the session for good (``active=False``); only an activator revives it.
-
-        Raises:
-            InvalidSessionError: *session* has no ``_id``; nothing was written.
-            StaleLeaseError: lease-checked, and the session was handed out again.
-            DatabaseError: the server failed.
-        """
-        return await self._report(session, {"$set": {self.active: False}}, lease_checked)
-
-    async def session_activate(self, session: dict[str, Any]) -> UpdateResult:
-        """Enable a disabled session again (``active=True``): the activator's call.
-
-        Raises:
-            InvalidSessionError: *session* has no ``_id``; nothing was written.
-            DatabaseError: the server failed.
-        """
-        return await self.update_one(self._filter_one(session), {"$set": {self.active: True}})
 
     # -- documents -------------------------------------------------------------
 

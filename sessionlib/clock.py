@@ -7,9 +7,9 @@ time, so tests move time instead of sleeping.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["Clock", "as_utc", "utcnow"]
+__all__ = ["Clock", "as_utc", "ceil_ms", "utcnow"]
 
 Clock = Callable[[], datetime]
 """A zero-argument callable returning the current time as an aware UTC datetime."""
@@ -29,3 +29,11 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def ceil_ms(value: datetime) -> datetime:
+    """Return *value* rounded up to the millisecond, the precision BSON dates keep.
+
+    Lock ends are rounded up, so a hold is never shorter than asked.
+    """
+    return value + timedelta(microseconds=-value.microsecond % 1000)

@@ -13,6 +13,11 @@ from .operations import MongoOperations
 __all__ = ["MongoConnectionInterface"]
 
 
+def _check_name(what: str, name: object) -> None:
+    if not name or not isinstance(name, str):
+        raise ConfigurationError(f"{what} must be a non-empty name, not {name!r}")
+
+
 class MongoConnectionInterface(MongoOperations, MongoFields):
     """A connection bound to one pool (collection), with the pool's field settings.
 
@@ -53,8 +58,7 @@ class MongoConnectionInterface(MongoOperations, MongoFields):
             ConfigurationError: *collection* is not a non-empty string.
             NotConnectedError: the pool is not connected.
         """
-        if not collection or not isinstance(collection, str):
-            raise ConfigurationError(f"collection must be a non-empty name, not {collection!r}")
+        _check_name("collection", collection)
         self._require_connection()
         self._bind(collection)
 

@@ -76,6 +76,8 @@ def translate(exc: BaseException, operation: str) -> SessionPoolError:
         return PermissionDeniedError(message)
     if isinstance(exc, bson.errors.InvalidDocument | pymongo.errors.DocumentTooLarge):
         return InvalidPayloadError(message)
+    if isinstance(exc, OverflowError):  # BSON encoding: an int beyond 64 bits
+        return InvalidPayloadError(message)
     if isinstance(exc, pymongo.errors.ConfigurationError):
         return ConfigurationError(message)
     return DatabaseError(message)
@@ -139,7 +141,7 @@ async def run(
                 pause,
             )
             await asyncio.sleep(pause)
-        except (pymongo.errors.PyMongoError, bson.errors.BSONError) as exc:
+        except (pymongo.errors.PyMongoError, bson.errors.BSONError, OverflowError) as exc:
             raise translate(exc, operation) from exc
 
 

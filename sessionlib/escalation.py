@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from .clock import ceil_ms
 from .exceptions import ConfigurationError
 
 __all__ = ["EscalationPolicy"]
@@ -86,7 +87,10 @@ class EscalationPolicy:
         }
         blocked = {"$gte": [f"${STRIKES}", self.block_after]}
         branches = [
-            {"case": {"$eq": [f"${STRIKES}", strike]}, "then": now + self.period(strike - 1, rng)}
+            {
+                "case": {"$eq": [f"${STRIKES}", strike]},
+                "then": ceil_ms(now + self.period(strike - 1, rng)),
+            }
             for strike in range(1, self.block_after)
         ]
         return [
@@ -101,10 +105,10 @@ class EscalationPolicy:
             {
                 "$set": {
                     fields.next_use: {
-                        "$switch": {"branches": branches, "default": now + block_period}
+                        "$switch": {"branches": branches, "default": ceil_ms(now + block_period)}
                     }
                     if branches
-                    else now + block_period,
+                    else ceil_ms(now + block_period),
                     fields.lock_kind: {"$cond": [blocked, "blocked", "locked"]},
                     fields.locked_at: now,
                 }

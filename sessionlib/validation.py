@@ -113,30 +113,43 @@ def check_count(name: str, value: object) -> int:
     return value
 
 
-def _check_keys(where: str, document: Mapping[Any, Any]) -> None:
+_INT64 = range(-(2**63), 2**63)
+
+
+def _check_value(where: str, value: object, dotted_keys: bool) -> None:
+    if isinstance(value, Mapping):
+        _check_keys(where, value, dotted_keys=False)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_value(where, item, dotted_keys)
+    elif isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        raise InvalidPayloadError(f"{where}: {value} does not fit a 64-bit integer")
+
+
+def _check_keys(where: str, document: Mapping[Any, Any], *, dotted_keys: bool) -> None:
     for key, value in document.items():
         if not isinstance(key, str):
             raise InvalidPayloadError(f"{where}: field names must be strings, not {key!r}")
         if key.startswith("$"):
             raise InvalidPayloadError(f"{where}: field name {key!r} starts with '$'")
-        if isinstance(value, Mapping):
-            _check_keys(where, value)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                if isinstance(item, Mapping):
-                    _check_keys(where, item)
+        if not dotted_keys and "." in key:
+            raise InvalidPayloadError(
+                f"{where}: field name {key!r} holds a '.', which no dotted path could reach"
+            )
+        _check_value(where, value, dotted_keys)
 
 
 def check_document(data: object) -> Mapping[str, Any]:
     """Return *data* if it can be inserted as a session document.
 
     Raises:
-        InvalidPayloadError: *data* is not a dict, or a field name is not a
-            string or starts with ``$`` (operator injection).
+        InvalidPayloadError: *data* is not a dict, a field name is not a
+            string, starts with ``$`` (operator injection) or holds a ``.``,
+            or an integer does not fit 64 bits.
     """
     if not isinstance(data, Mapping):
         raise InvalidPayloadError(f"session data must be a dict, not {type(data).__name__}")
-    _check_keys("add()", data)
+    _check_keys("add()", data, dotted_keys=False)
     return data
 
 
@@ -162,7 +175,7 @@ def check_set_payload(payload: object) -> dict[str, Any]:
             f"not {type(payload).__name__}"
         )
     checked = {_check_update_key("payload", key): value for key, value in payload.items()}
-    _check_keys("payload", checked)
+    _check_keys("payload", checked, dotted_keys=True)  # top-level keys are dotted paths
     return checked
 
 

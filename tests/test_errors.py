@@ -175,6 +175,7 @@ async def test_adding_a_duplicate_raises_duplicate_session_error(pool: MongoSess
         (pymongo.errors.OperationFailure("denied", 13), "PermissionDeniedError"),
         (pymongo.errors.OperationFailure("bad", 2), "DatabaseError"),
         (pymongo.errors.DocumentTooLarge("16 MB"), "InvalidPayloadError"),
+        (OverflowError("MongoDB can only handle up to 8-byte ints"), "InvalidPayloadError"),
     ],
 )
 def test_translation_table(driver_error: Exception, expected: Any) -> None:

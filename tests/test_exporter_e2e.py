@@ -15,25 +15,13 @@ import pytest
 from pymongo import MongoClient
 
 from exporter.secantus import SecantusServer
+from tests.documents import session
 from tests.exporter_process import ExporterProcess, Samples, pool_value
 
 pytestmark = pytest.mark.wire
 
 KINDS = ("in_use", "locked", "blocked")
 STATES = ("available", "in_use", "locked", "blocked", "inactive", "other")
-
-
-def session(number: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "_id": number,
-        "session": {"token": f"t{number}"},
-        "active": True,
-        "next_use": None,
-        "last_use": None,
-        "count_use": 0,
-        "count_success": 0,
-        **fields,
-    }
 
 
 def known_states(now: datetime) -> list[dict[str, Any]]:

@@ -69,6 +69,18 @@ async def test_get_session_marks_the_session_atomically(
     assert session["last_use"].tzinfo is not None
 
 
+async def test_holds_round_up_to_the_millisecond_bson_keeps(
+    pool: MongoSessions, clock: MovableClock
+) -> None:
+    await add_sessions(pool, 1)
+    clock.advance(microseconds=1_500)  # START + 1.5 ms
+
+    await pool.get_session(next_use_delay=1)
+
+    (doc,) = await documents(pool)
+    assert START + timedelta(seconds=1, milliseconds=2) == utc(doc["next_use"])
+
+
 async def test_handed_out_session_returns_after_the_default_delay(
     pool: MongoSessions, clock: MovableClock
 ) -> None:

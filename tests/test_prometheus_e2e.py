@@ -20,6 +20,7 @@ import yaml
 from pymongo import MongoClient
 
 from exporter.secantus import free_port
+from tests.documents import session
 from tests.exporter_process import ExporterProcess
 from tests.test_deploy import RULES, dashboard_queries
 
@@ -108,19 +109,6 @@ def grafana_to_promql(expr: str) -> str:
     """Replace the dashboard's variables as Grafana would with "All" selected."""
     expr = expr.replace("$database", ".+").replace("$collection", ".+")
     return re.sub(r"\$__rate_interval", "10s", expr)
-
-
-def session(number: int, **fields: Any) -> dict[str, Any]:
-    return {
-        "_id": number,
-        "session": {},
-        "active": True,
-        "next_use": None,
-        "last_use": None,
-        "count_use": 0,
-        "count_success": 0,
-        **fields,
-    }
 
 
 @pytest.fixture

@@ -6,35 +6,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
+from benchmarks.backends import CommandCounter
 from sessionlib import MongoSessions
 from tests.conftest import MovableClock
 
 pytestmark = pytest.mark.wire
 
 
-class CommandLog(monitoring.CommandListener):
-    """Records the name of every command the client sends."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
 async def counted(
     wire_url: str, db_name: str, clock: MovableClock
-) -> AsyncIterator[tuple[MongoSessions, CommandLog]]:
-    commands = CommandLog()
+) -> AsyncIterator[tuple[MongoSessions, CommandCounter]]:
+    commands = CommandCounter()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         wire_url, tz_aware=True, event_listeners=[commands]
     )
@@ -61,7 +46,7 @@ async def counted(
     ],
 )
 async def test_one_command_per_operation(
-    counted: tuple[MongoSessions, CommandLog], call: str, expected: list[str]
+    counted: tuple[MongoSessions, CommandCounter], call: str, expected: list[str]
 ) -> None:
     pool, commands = counted
     method = getattr(pool, call)

@@ -31,3 +31,103 @@ def drain_pool(
     so they really take sessions at the same time.
     """
     return asyncio.run(_drain(url, db, collection, delay, barrier))
+
+
+async def _churn(
+    url: str,
+    db: str,
+    collection: str,
+    *,
+    duration: float,
+    hold: float,
+    op_timeout: float,
+    max_reconnect: int,
+    barrier: Any,
+    seed: int,
+    journaled: bool = False,
+    target: int | None = None,
+    reports: bool = True,
+) -> dict[str, Any]:
+    import random
+    import time
+
+    from sessionlib import SessionPoolError
+
+    rng = random.Random(seed)
+    result: dict[str, Any] = {
+        "handouts": [],
+        "acked": {},
+        "success_errors": 0,
+        "errors": {},
+        "raw_errors": [],
+        "slowest": 0.0,
+        "ok_after_first_error": 0,
+    }
+    from pymongo import WriteConcern
+
+    async with MongoSessions(
+        url,
+        db=db,
+        collection=collection,
+        timeout=op_timeout,
+        max_allowed_reconnect=max_reconnect,
+        write_concern=WriteConcern(j=True) if journaled else None,
+    ) as pool:
+        await pool.count_active()
+        barrier.wait()
+        deadline = time.monotonic() + duration
+        seen_error = False
+        while time.monotonic() < deadline:
+            if target is not None and len(result["handouts"]) >= target:
+                break
+            started = time.monotonic()
+            step = "get"
+            try:
+                session = await pool.get_session(next_use_delay=hold)
+                if session is not None:
+                    result["handouts"].append(
+                        (
+                            session["_id"],
+                            session["fence"],
+                            session["last_use"].isoformat(),
+                            session["next_use"].isoformat(),
+                        )
+                    )
+                    if not reports:
+                        pass
+                    elif rng.random() < 0.8:
+                        step = "success"
+                        reply = await pool.session_success(
+                            {"_id": session["_id"]}, next_use_delay=0
+                        )
+                        if reply.modified_count == 1:
+                            key = str(session["_id"])
+                            result["acked"][key] = result["acked"].get(key, 0) + 1
+                    else:
+                        step = "lock"
+                        await pool.session_lock({"_id": session["_id"]}, {"seconds": 0.2})
+                    if seen_error:
+                        result["ok_after_first_error"] += 1
+                else:
+                    await asyncio.sleep(0.005)  # all held right now
+            except SessionPoolError as exc:
+                seen_error = True
+                name = type(exc).__name__
+                result["errors"][name] = result["errors"].get(name, 0) + 1
+                if step == "success":
+                    result["success_errors"] += 1
+                await asyncio.sleep(0.05)
+            except Exception as exc:
+                result["raw_errors"].append(f"{type(exc).__module__}.{type(exc).__name__}: {exc}")
+            result["slowest"] = max(result["slowest"], time.monotonic() - started)
+    return result
+
+
+def churn(
+    url: str, db: str, collection: str, options: dict[str, Any], barrier: Any
+) -> dict[str, Any]:
+    """Hand out, report success (80 %) or lock (20 %) until *duration* passes.
+
+    With ``target`` in *options*, stop after that many hand-outs instead.
+    """
+    return asyncio.run(_churn(url, db, collection, barrier=barrier, **options))
