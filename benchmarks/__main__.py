@@ -26,7 +26,7 @@ async def run(report: Report, backends: list[str], quick: bool) -> None:
             print(f"\n== {backend.name}", flush=True)
             await round_trips(backend, report)
             await overhead(
-                backend, report, operations=200 if quick else 2000, rounds=3 if quick else 7
+                backend, report, operations=200 if quick else 1000, rounds=3 if quick else 5
             )
             await against_seed(
                 backend, report, size=500 if quick else 10_000, repeat=3 if quick else 9

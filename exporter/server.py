@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hmac
 import html
 import logging
@@ -21,11 +22,12 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import choose_encoder
 
 from .config import Config
 from .snapshot import State
 
-__all__ = ["MetricsServer", "make_app", "readiness"]
+__all__ = ["MetricsServer", "RenderCache", "make_app", "readiness"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,35 @@ def readiness(state: State, stale_after: float, now: float) -> tuple[bool, str]:
     if failed:
         return False, f"{failed} pool(s) failed at the last refresh"
     return True, f"ok: {len(snapshot.pools)} pool(s), refreshed {age:.0f} s ago"
+
+
+class RenderCache:
+    """The exposition of the current snapshot, rendered once per snapshot and format.
+
+    Snapshots never change once published, so a scrape between two refreshes
+    gets the bytes the first one rendered: scrape time no longer grows with
+    the number of pools, whether MongoDB answers or not.
+    """
+
+    def __init__(self, state: State, registry: CollectorRegistry) -> None:
+        self.state = state
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._snapshot: object = None
+        self._bodies: dict[tuple[str, bool], tuple[str, bytes]] = {}
+
+    def get(self, accept: str, compress: bool) -> tuple[str, bytes]:
+        """Return the content type and body for *accept* (gzipped if *compress*)."""
+        with self._lock:
+            snapshot = self.state.snapshot
+            if snapshot is not self._snapshot:
+                self._snapshot, self._bodies = snapshot, {}
+            encoder, content_type = choose_encoder(accept)
+            key = (content_type, compress)
+            if key not in self._bodies:
+                body = encoder(self.registry)
+                self._bodies[key] = (content_type, gzip.compress(body) if compress else body)
+            return self._bodies[key]
 
 
 def _text(start_response: StartResponse, status: str, body: str, **headers: str) -> list[bytes]:
@@ -99,7 +130,8 @@ def make_app(
     clock: Callable[[], float] = time.time,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """Return the WSGI application serving the endpoints from *state* and *registry*."""
-    metrics = make_wsgi_app(registry)
+    metrics = make_wsgi_app(registry)  # for the rare ?name[]= filtered scrape
+    cache = RenderCache(state, registry)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -124,8 +156,16 @@ def make_app(
                 **{"WWW-Authenticate": 'Basic realm="sessionpool exporter", charset="UTF-8"'},
             )
         if path == "/metrics":
-            result: Iterable[bytes] = metrics(environ, start_response)
-            return result
+            if environ.get("QUERY_STRING"):
+                result: Iterable[bytes] = metrics(environ, start_response)
+                return result
+            compress = "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "").lower()
+            content_type, body = cache.get(environ.get("HTTP_ACCEPT", ""), compress)
+            headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+            if compress:
+                headers.append(("Content-Encoding", "gzip"))
+            start_response("200 OK", headers)
+            return [] if method == "HEAD" else [body]
         if path == "/":
             snapshot = state.snapshot
             body = LANDING.format(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import socket
 import ssl
 import subprocess
@@ -83,6 +84,35 @@ def test_other_methods_are_refused(plain: MetricsServer, method: str) -> None:
     status, headers, _ = get(plain.url + "/metrics", method=method)
 
     assert (405, "GET, HEAD") == (status, headers["Allow"])
+
+
+def test_a_snapshot_is_rendered_once_and_a_new_one_replaces_it() -> None:
+    from exporter.server import RenderCache
+
+    state = State(15)
+    state.snapshot = fixed_snapshot()
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(state))
+    cache = RenderCache(state, registry)
+
+    first = cache.get("", compress=False)
+    again = cache.get("", compress=False)
+    state.snapshot = replace(fixed_snapshot(), up=False)
+    changed = cache.get("", compress=False)
+
+    assert first[1] is again[1]  # the same bytes, not a second rendering
+    assert b"sessionpool_up 1.0" in first[1]
+    assert b"sessionpool_up 0.0" in changed[1]
+    assert gzip.decompress(cache.get("", compress=True)[1]) == changed[1]
+
+
+def test_gzip_and_head(plain: MetricsServer) -> None:
+    status, headers, _ = get(plain.url + "/metrics", method="HEAD")
+    assert (200, "text/plain") == (status, headers["Content-Type"].split(";")[0])
+    request = urllib.request.Request(plain.url + "/metrics", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert "gzip" == response.headers["Content-Encoding"]
+        assert b"sessionpool_up 1.0" in gzip.decompress(response.read())
 
 
 def test_openmetrics_is_negotiated(plain: MetricsServer) -> None:
