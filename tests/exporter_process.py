@@ -30,6 +30,11 @@ def parse(text: str) -> Samples:
     }
 
 
+def up_is(value: int) -> Callable[[Samples], bool]:
+    """A condition for :meth:`ExporterProcess.wait_for_sample`: ``sessionpool_up`` is *value*."""
+    return lambda samples: samples.get(("sessionpool_up", frozenset())) == value
+
+
 def pool_value(samples: Samples, name: str, database: str, collection: str, **labels: str) -> float:
     key = frozenset({"database": database, "collection": collection, **labels}.items())
     return samples[(name, key)]

@@ -16,7 +16,7 @@ from pymongo import MongoClient
 
 from exporter.secantus import SecantusServer
 from tests.documents import session
-from tests.exporter_process import ExporterProcess, Samples, pool_value
+from tests.exporter_process import ExporterProcess, Samples, pool_value, up_is
 
 pytestmark = pytest.mark.wire
 
@@ -160,13 +160,9 @@ def test_outage_serves_up_zero_quickly_and_recovers(tmp_path: Path, db_name: str
             "1",
         ]
         with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
-            before = exporter.wait_for_sample(
-                lambda s: s.get(("sessionpool_up", frozenset())) == 1, 30, "up"
-            )
+            before = exporter.wait_for_sample(up_is(1), 30, "up")
             server.stop(kill=True)
-            exporter.wait_for_sample(
-                lambda s: s.get(("sessionpool_up", frozenset())) == 0, 30, "up 0"
-            )
+            exporter.wait_for_sample(up_is(0), 30, "up 0")
             slowest = 0.0
             for _ in range(10):
                 started = time.monotonic()

@@ -25,7 +25,7 @@ from sessionlib import (
 )
 from sessionlib.driver import BACKOFF_CAP
 from tests.documents import seed_pool
-from tests.exporter_process import ExporterProcess
+from tests.exporter_process import ExporterProcess, up_is
 from tests.faults import BlackholeProxy
 from tests.workers import churn
 
@@ -183,17 +183,15 @@ def test_exporter_serves_up_zero_while_the_server_hangs(
         "1",
     ]
     with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
-        exporter.wait_for_sample(lambda s: s.get(("sessionpool_up", frozenset())) == 1, 30, "up")
+        exporter.wait_for_sample(up_is(1), 30, "up")
         proxy.blackhole()
-        exporter.wait_for_sample(lambda s: s.get(("sessionpool_up", frozenset())) == 0, 30, "up 0")
+        exporter.wait_for_sample(up_is(0), 30, "up 0")
         for _ in range(10):
             started = time.monotonic()
             assert 0 == exporter.scrape()[("sessionpool_up", frozenset())]
             assert time.monotonic() - started < 0.5
         proxy.restore()
-        exporter.wait_for_sample(
-            lambda s: s.get(("sessionpool_up", frozenset())) == 1, 60, "recovery"
-        )
+        exporter.wait_for_sample(up_is(1), 60, "recovery")
         assert 0 == exporter.stop()
 
 
