@@ -243,9 +243,8 @@ class Refresher:
             statistics=MappingProxyType(statistics),
             last_success=MappingProxyType(last_success),
             errors=MappingProxyType(errors),
-            released=previous.released,
         )
-        return self._publish(snapshot)
+        return self._publish(snapshot)  # which carries the release counters
 
     def _log_pool_changes(
         self, failed: list[PoolKey], results: dict[PoolKey, PoolStatistics | BaseException]
