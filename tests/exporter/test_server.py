@@ -21,7 +21,7 @@ from exporter.collector import SnapshotCollector
 from exporter.config import Config
 from exporter.server import MetricsServer, make_app, readiness
 from exporter.snapshot import Snapshot, State
-from tests.snapshots import TAKEN_AT, fixed_snapshot
+from tests.support.snapshots import TAKEN_AT, fixed_snapshot
 
 SECRET = "b4sic-s3cret-not-in-any-response"
 

@@ -8,7 +8,8 @@ import pytest
 
 from sessionlib import LockKind, MongoSessions, NotConnectedError
 from sessionlib.fields import DEFAULT_BLOCK_TIME, DEFAULT_LOCK_TIME, DEFAULT_NEXT_USE_DELAY
-from tests.conftest import START, MovableClock, documents, utc
+from tests.support.backends import documents
+from tests.support.clock import START, MovableClock, utc
 
 
 async def add_sessions(pool: MongoSessions, count: int) -> None:

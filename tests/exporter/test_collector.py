@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 import sessionlib
 from exporter.collector import SnapshotCollector
 from exporter.snapshot import Snapshot, State
-from tests.snapshots import fixed_snapshot
+from tests.support.snapshots import fixed_snapshot
 
 EXPECTED = """\
 # HELP sessionpool_sessions Sessions in the pool by state; the states partition the pool, so sum by (database, collection) is its size. Refreshed every 15 seconds.

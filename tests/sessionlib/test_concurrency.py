@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.workers import drain_pool
+from tests.support.workers import drain_pool
 
 PROCESSES = 4
 SESSIONS = 200

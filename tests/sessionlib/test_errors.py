@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pymongo.errors
@@ -52,13 +51,6 @@ def silent_server() -> Iterator[int]:
     for connection in accepted:
         connection.close()
     listener.close()
-
-
-@pytest.fixture(scope="module")
-def fault_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecantusServer]:
-    """A SecantusDB of the tests' own, with fail points enabled."""
-    with SecantusServer(Path(tmp_path_factory.mktemp("faults")), test_commands=True) as server:
-        yield server
 
 
 @pytest.fixture

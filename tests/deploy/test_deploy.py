@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -13,8 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-RULES = DEPLOY / "prometheus" / "rules" / "sessionpool.rules.yml"
+from tests.support.deploy import DEPLOY, RULES, dashboard, dashboard_queries
 
 
 def tool(name: str) -> str:
@@ -164,19 +162,6 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck() -> None:
     assert users[-1].split(":")[0] not in {"root", "0"}
     assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in final)
     assert not any(re.search(r"\b(gcc|build-essential|apt-get)\b", line) for line in final)
-
-
-def dashboard() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(
-        (DEPLOY / "grafana/dashboards/sessionpool.json").read_text()
-    )
-    return loaded
-
-
-def dashboard_queries() -> list[str]:
-    return [
-        target["expr"] for panel in dashboard()["panels"] for target in panel.get("targets", [])
-    ]
 
 
 def test_dashboard_structure() -> None:

@@ -10,7 +10,7 @@ from pymongo import AsyncMongoClient
 
 from benchmarks.backends import CommandCounter
 from sessionlib import MongoSessions
-from tests.conftest import MovableClock
+from tests.support.clock import MovableClock
 
 pytestmark = pytest.mark.wire
 

@@ -15,8 +15,8 @@ import pytest
 from pymongo import MongoClient
 
 from exporter.secantus import SecantusServer
-from tests.documents import session
-from tests.exporter_process import ExporterProcess, Samples, pool_value, up_is
+from tests.support.documents import session
+from tests.support.exporter_process import ExporterProcess, Samples, pool_value, up_is
 
 pytestmark = pytest.mark.wire
 

@@ -16,7 +16,7 @@ from sessionlib import (
     MongoSessions,
     SessionPoolError,
 )
-from tests.conftest import documents
+from tests.support.backends import documents
 
 Call = Callable[[MongoSessions], Awaitable[Any]]
 

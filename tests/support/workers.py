@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import multiprocessing
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sessionlib import MongoSessions
@@ -91,6 +96,7 @@ async def _churn(
                             session["fence"],
                             session["last_use"].isoformat(),
                             session["next_use"].isoformat(),
+                            None,  # when this holder's own report ended the hold
                         )
                     )
                     if not reports:
@@ -100,6 +106,8 @@ async def _churn(
                         reply = await pool.session_success(
                             {"_id": session["_id"]}, next_use_delay=0
                         )
+                        ended = datetime.now(UTC).isoformat()
+                        result["handouts"][-1] = (*result["handouts"][-1][:4], ended)
                         if reply.modified_count == 1:
                             key = str(session["_id"])
                             result["acked"][key] = result["acked"].get(key, 0) + 1
@@ -131,3 +139,45 @@ def churn(
     With ``target`` in *options*, stop after that many hand-outs instead.
     """
     return asyncio.run(_churn(url, db, collection, barrier=barrier, **options))
+
+
+def run_workers(
+    url: str, db: str, collection: str, processes: int, options: dict[str, Any], during: Any = None
+) -> list[dict[str, Any]]:
+    """Run *processes* churn workers; call *during()* while they run; return their results."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
+        barrier = manager.Barrier(processes + 1)
+        futures = [
+            pool.submit(churn, url, db, collection, {**options, "seed": n}, barrier)
+            for n in range(processes)
+        ]
+        barrier.wait(timeout=120)
+        if during is not None:
+            during()
+        return [future.result(timeout=600) for future in futures]
+
+
+def assert_never_handed_out_twice(results: list[dict[str, Any]]) -> int:
+    """No session handed to two workers while held; returns the number of hand-outs."""
+    handouts = [tuple(h) for r in results for h in r["handouts"]]
+    fences = Counter((session_id, fence) for session_id, fence, *_ in handouts)
+    twice = [key for key, count in fences.items() if count > 1]
+    details = [h for h in handouts if (h[0], h[1]) in twice]
+    assert [] == twice, f"same hand-out twice: {details}"
+    by_session: dict[Any, list[tuple[datetime, datetime]]] = {}
+    for session_id, _, last_use, next_use, ended in handouts:
+        held_until = datetime.fromisoformat(next_use)
+        if ended is not None:
+            # The holder's success (delay 0) ended its own hold early: it holds
+            # until that report at the latest (read on the same machine's clock,
+            # so allow the millisecond BSON keeps).
+            held_until = min(held_until, datetime.fromisoformat(ended) - timedelta(milliseconds=1))
+        by_session.setdefault(session_id, []).append((datetime.fromisoformat(last_use), held_until))
+    for session_id, spans in by_session.items():
+        spans.sort()
+        for (_, held_until), (taken_at, _) in itertools.pairwise(spans):
+            # Both are stored to the millisecond: the hand-out happened after the
+            # hold ended (next_use < now), so its truncated time is not earlier.
+            assert taken_at >= held_until, f"session {session_id} handed out while held"
+    return len(handouts)

@@ -15,7 +15,6 @@ from exporter.refresh import Refresher, matches
 from exporter.snapshot import PoolKey, State
 from sessionlib import MongoSessions
 from sessionlib.discovery import looks_like_session
-from tests.test_errors import fault_server  # noqa: F401 - the fixture
 
 NOW = 1_800_000_000.0
 
@@ -125,7 +124,7 @@ async def test_a_dropped_pool_loses_its_series(mock_client: Any) -> None:
 
 
 @pytest.fixture
-async def fault_pools(fault_server: Any, db_name: str) -> AsyncIterator[str]:  # noqa: F811
+async def fault_pools(fault_server: Any, db_name: str) -> AsyncIterator[str]:
     async with MongoSessions(fault_server.url, db=db_name, collection="p0") as pool:
         for number in range(4):
             await pool.with_collection(f"p{number}").add({"_id": 1, "session": {}})

@@ -21,7 +21,8 @@ from sessionlib import (
     Release,
     StaleLeaseError,
 )
-from tests.conftest import START, MovableClock, documents, utc
+from tests.support.backends import documents
+from tests.support.clock import START, MovableClock, utc
 
 
 class RateLimitedError(Exception):

@@ -14,7 +14,7 @@ import sessionlib.fields
 import sessionlib.logger
 import sessionlib.operations
 from sessionlib import MongoSessions
-from tests.conftest import START, MovableClock
+from tests.support.clock import START, MovableClock
 
 
 def test_seed_module_paths_and_names_exist() -> None:
