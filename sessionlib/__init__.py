@@ -32,9 +32,11 @@ from .exceptions import (
     SessionPoolError,
     StaleLeaseError,
 )
-from .fields import LockKind
 from .lease import Block, Deactivate, Lease, Lock, Release, Report
+from .options import PoolOptions
+from .states import LockKind, State
 from .stats import PoolStatistics
+from .store import SessionStore
 
 try:
     __version__ = version("sessionpool")
@@ -60,12 +62,15 @@ __all__ = [
     "NotConnectedError",
     "OperationTimeoutError",
     "PermissionDeniedError",
+    "PoolOptions",
     "PoolStatistics",
     "Release",
     "Report",
     "ServerUnavailableError",
     "SessionPoolError",
+    "SessionStore",
     "StaleLeaseError",
+    "State",
     "__version__",
     "utcnow",
 ]

@@ -144,7 +144,7 @@ def state_of(document: dict[str, Any], now: datetime) -> str:
     if not isinstance(next_use, datetime) or as_utc(next_use) < now:
         return "available"
     kind = document.get("lock_kind")
-    return kind if kind in LockKind.ALL else LockKind.LOCKED
+    return kind if kind in {k.value for k in LockKind} else LockKind.LOCKED.value
 
 
 def state_filter(pool: MongoSessions, state: str) -> dict[str, Any]:

@@ -10,54 +10,265 @@ Usage::
 
 A session is *available* when it matches ``default_filter`` and its
 ``next_use`` is null or earlier than now; it is *locked* when it matches
-``default_filter`` and its ``next_use`` is now or later. Every hand-out and
-every per-session write is one command.
+``default_filter`` and its ``next_use`` is now or later (see
+:mod:`sessionlib.states`). "Now" is the server's clock (see
+:mod:`sessionlib.clock`). Every hand-out and every per-session write is one
+command; each method here checks its arguments, builds that command (see
+:mod:`sessionlib.updates`) and sends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
-from .clock import as_utc
-from .exceptions import InvalidPayloadError
-from .fields import LockKind
-from .indexes import index_specs
-from .lease import FENCE, LEASE, Lease, Report
-from .reports import SessionReports, combine
-from .stats import PoolStatistics, statistics_pipeline
+from . import updates
+from .clock import NEVER, Clock, ceil_ms, latest, utcnow
+from .connection import MongoConnectionInterface
+from .driver import Client, is_in_process
+from .escalation import EscalationPolicy
+from .exceptions import (
+    ConfigurationError,
+    InvalidPayloadError,
+    InvalidSessionError,
+    StaleLeaseError,
+)
+from .fields import _replace
+from .indexes import LEGACY_INDEXES, index_specs
+from .isphere import adapt
+from .lease import Lease, OnError, check_on_error, hold_lease, wait_for_session
+from .options import (
+    DEFAULT_BLOCK_TIME,
+    DEFAULT_LOCK_TIME,
+    DEFAULT_MAX_ALLOWED_RECONNECT,
+    DEFAULT_NEXT_USE_DELAY,
+    DEFAULT_TIMEOUT,
+    PoolOptions,
+)
+from .states import (
+    LOCK_KINDS,
+    Filter,
+    LockKind,
+    combine,
+    locked_filter,
+    ready_filter,
+    unlocked_filter,
+)
+from .stats import PoolStatistics, facet_pipeline, grouped_pipeline, index_match
+from .storedtime import StoredTime, zone_of
+from .updates import FENCE, LEASE
 from .validation import (
     check_count,
     check_document,
+    check_offset,
     check_set_payload,
     check_unset_payload,
     delay_to_timedelta,
+    period_to_timedelta,
+    session_id,
 )
-from .waiting import hold_lease, wait_for_session
+
+if TYPE_CHECKING:
+    from pymongo import WriteConcern
+    from pymongo.read_preferences import _ServerMode
 
 __all__ = ["MongoSessions", "combine"]
 
 
-class MongoSessions(SessionReports):
+class MongoSessions(MongoConnectionInterface):
     """A pool of sessions stored in one MongoDB collection.
 
-    Takes the arguments of :class:`~sessionlib.connection.MongoConnectionInterface`
-    (``mongo_url``, ``db``, ``collection``, ``client``, ``timeout``,
-    ``max_allowed_reconnect``, ``next_use_delay``, ``lock_time``, ``block_time``,
-    ``default_filter``, ``projection``, ...), plus:
+    Args:
+        mongo_url: MongoDB connection string; not needed when *client* is given.
+        db: Database name.
+        collection: Collection (pool) name.
+        client: An existing ``AsyncMongoClient``, Motor or mongomock-motor
+            client to share; the caller keeps ownership and ``close()`` leaves
+            it open.
+        timeout: Seconds one attempt of an operation may take. A server that
+            does not answer in time gives ``OperationTimeoutError``; one that
+            cannot be reached gives ``ServerUnavailableError`` after the
+            reconnect attempts, so an operation takes at most
+            ``(max_allowed_reconnect + 1) * timeout`` seconds plus backoff.
+        max_allowed_reconnect: Further attempts (default 3), with backoff,
+            when the server cannot be reached (any operation) or the
+            connection was lost (reads only: a write may have been applied).
+        allow_reconnect: The seed's older spelling: ``True`` is one further
+            attempt, ``False`` none. Give it or *max_allowed_reconnect*, not both.
+        write_concern: Write concern of every write (e.g.
+            ``WriteConcern(w="majority")`` on a replica set).
+        read_preference: Read preference of hand-outs and writes' reads.
+        stats_read_preference: Read preference of statistics and listings,
+            e.g. ``ReadPreference.SECONDARY_PREFERRED``.
+        app_name: Name the server sees in its logs and ``currentOp``.
+        client_options: Extra keyword arguments for the client ``connect()`` creates.
+        next_use_delay: Seconds a session is held after a hand-out or a success.
+        lock_time: Default period of :meth:`session_lock`.
+        block_time: Default period of :meth:`session_block`.
+        default_filter: Filter every selection starts from; default
+            ``{"active": {"$ne": False}}``.
+        projection: Fields returned by hand-outs and listings; ``None`` for all.
+        fenced: Return each hand-out's ``lease`` and ``fence`` with the session
+            and lease-check every report made with a dict that carries them.
+        escalation: An :class:`~sessionlib.escalation.EscalationPolicy`.
+        clock: A clock to trust instead of the server's (tests pass one they move).
+        sleep: The coroutine function used to pause while waiting for a session.
+        legacy_timezone: The zone whose naive wall-clock times the documents
+            hold (``"Europe/Moscow"`` for pools the seed library writes); see
+            :mod:`sessionlib.storedtime`.
+        clock_sync_interval: Seconds between two readings of the server's clock.
+        clock_skew_warning: Log a warning when this process's clock is more
+            than this many seconds off the server's.
 
-    and of :class:`~sessionlib.reports.SessionReports` (``clock``, ``fenced``,
-    ``escalation``, ``sleep``).
+    Raises:
+        ConfigurationError: an argument is invalid.
 
     Subclasses may override the filter hooks :meth:`_filter_exclude_lock`,
     :meth:`_filter_include_lock`, :meth:`_filter_one` and :attr:`default_sort`.
     """
+
+    def __init__(
+        self,
+        mongo_url: str | None = None,
+        db: str | None = None,
+        collection: str | None = None,
+        *,
+        client: Client | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_allowed_reconnect: int | None = None,
+        allow_reconnect: bool | None = None,
+        write_concern: WriteConcern | None = None,
+        read_preference: _ServerMode | None = None,
+        stats_read_preference: _ServerMode | None = None,
+        app_name: str = "sessionpool",
+        client_options: Mapping[str, Any] | None = None,
+        next_use_delay: float = DEFAULT_NEXT_USE_DELAY,
+        lock_time: timedelta = DEFAULT_LOCK_TIME,
+        block_time: timedelta = DEFAULT_BLOCK_TIME,
+        default_filter: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+        fenced: bool = False,
+        escalation: EscalationPolicy | None = None,
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        legacy_timezone: str | None = None,
+        clock_sync_interval: float = 60.0,
+        clock_skew_warning: float = 1.0,
+    ) -> None:
+        try:
+            reconnect = _reconnect_attempts(max_allowed_reconnect, allow_reconnect)
+            options = PoolOptions(
+                timeout=timeout,
+                max_allowed_reconnect=reconnect,
+                write_concern=write_concern,
+                read_preference=read_preference,
+                stats_read_preference=stats_read_preference,
+                app_name=app_name,
+                client_options=client_options or {},
+                next_use_delay=next_use_delay,
+                lock_time=lock_time,
+                block_time=block_time,
+                default_filter=default_filter,  # type: ignore[arg-type]  # copied to a dict
+                projection=projection,  # type: ignore[arg-type]
+                fenced=fenced,
+                escalation=escalation,
+                clock=clock,
+                sleep=sleep,
+                stored_time=StoredTime(zone_of(legacy_timezone)),
+                clock_sync_interval=clock_sync_interval,
+                clock_skew_warning=clock_skew_warning,
+            )
+        except ConfigurationError as exc:
+            raise adapt(exc) from None
+        super().__init__(mongo_url, db, collection, client=client, options=options)
+
+    # -- settings ----------------------------------------------------------------
+
+    @property
+    def fenced(self) -> bool:
+        """Whether reports with a hand-out's dict are lease-checked (settable)."""
+        return self._options.fenced
+
+    @fenced.setter
+    def fenced(self, value: bool) -> None:
+        self._options = _replace(self._options, fenced=value)
+
+    @property
+    def escalation(self) -> EscalationPolicy | None:
+        """The escalation policy of locks without a period, or ``None`` (settable)."""
+        return self._options.escalation
+
+    @escalation.setter
+    def escalation(self, value: EscalationPolicy | None) -> None:
+        self._options = _replace(self._options, escalation=value)
+
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]:
+        """How the pool pauses while waiting for a session (settable; tests move a clock)."""
+        return self._options.sleep
+
+    @sleep.setter
+    def sleep(self, value: Callable[[float], Awaitable[None]]) -> None:
+        self._options = _replace(self._options, sleep=value)
+
+    @property
+    def clock(self) -> Clock:
+        """The clock decisions are made on: the server's, or the one passed in."""
+        if self._options.clock is not None:
+            return self._options.clock
+        if self._connector is not None:
+            return self._connector.clock
+        return utcnow
+
+    async def _sync_clock(self) -> None:
+        if self._options.clock is None and self._connector is not None:
+            await self._connector.sync_clock_if_due()
+
+    def _store(self, instant: datetime) -> datetime:
+        return self._options.stored_time.store(instant)
+
+    # -- overridable hooks ---------------------------------------------------
+
+    @property
+    def default_sort(self) -> list[tuple[str, int]]:
+        """Hand-out order: least recently available first (see :mod:`sessionlib.indexes`)."""
+        return [(self.ready_at, ASCENDING), (self.last_use, ASCENDING)]
+
+    def _filter_exclude_lock(self, offset: float = 0) -> Filter:
+        """Filter for sessions not locked at now + *offset* seconds."""
+        return unlocked_filter(self, self._store(self.clock() + check_offset("offset", offset)))
+
+    def _filter_include_lock(self, offset: float = 0) -> Filter:
+        """Filter for sessions locked at now + *offset* seconds."""
+        return locked_filter(self, self._store(self.clock() + check_offset("offset", offset)))
+
+    def _filter_one(self, session: Any) -> Filter:
+        """Filter selecting *session*, and no other.
+
+        Raises:
+            InvalidSessionError: *session* is not a dict with a plain ``_id``.
+        """
+        return {"_id": session_id(session)}
+
+    def _uses_order_key(self) -> bool:
+        """Whether hand-outs and statistics follow the pool's states as :mod:`states` defines.
+
+        Not when a subclass replaced the order or the availability hooks, or
+        the default filter was changed: the pool then keeps the seed's
+        behaviour, with the filters and order it was given.
+        """
+        cls = type(self)
+        return self._options.default_filter is None and all(
+            getattr(cls, name) is getattr(MongoSessions, name)
+            for name in ("default_sort", "_filter_exclude_lock", "_filter_include_lock")
+        )
 
     # -- hand-out --------------------------------------------------------------
 
@@ -79,24 +290,27 @@ class MongoSessions(SessionReports):
             InvalidInputError: *count_use* or *next_use_delay* is invalid.
             DatabaseError: the server failed (see :mod:`sessionlib.exceptions`).
         """
-        return await self._hand_out(count_use, next_use_delay, with_lease=self.fenced)
+        return await self._hand_out(count_use, next_use_delay, "next_use_delay", self.fenced)
 
     async def _hand_out(
-        self, count_use: int, next_use_delay: float | None, *, with_lease: bool
+        self, count_use: int, hold: float | None, hold_name: str, with_lease: bool
     ) -> dict[str, Any] | None:
         check_count("count_use", count_use)
-        delay = delay_to_timedelta(next_use_delay, self.next_use_delay)
-        now = self.clock()
+        delay = delay_to_timedelta(hold, self.next_use_delay, name=hold_name)
+        await self._sync_clock()
+        query = combine(self.default_filter, self._filter_exclude_lock())
+        if self._uses_order_key():
+            query = combine(query, ready_filter(self, self._store(self.clock())))
+        now = latest(self.clock)
         document = await self.find_one_and_update(
-            combine(self.default_filter, self._filter_exclude_lock()),
-            {
-                "$set": {
-                    self.last_use: now,
-                    LEASE: secrets.token_hex(12),
-                    **self._lock_fields(now + delay, LockKind.IN_USE, now),
-                },
-                "$inc": {self.count_use: count_use, FENCE: 1},
-            },
+            query,
+            updates.hand_out(
+                self,
+                now=self._store(now),
+                until=self._store(ceil_ms(now + delay)),
+                count_use=count_use,
+                token=secrets.token_hex(12),
+            ),
             sort=self.default_sort,
             projection=self._hand_out_projection(with_lease),
             return_document=ReturnDocument.AFTER,
@@ -122,7 +336,7 @@ class MongoSessions(SessionReports):
             InvalidInputError: an argument is invalid.
             DatabaseError: the server failed.
         """
-        session = await self._hand_out(count_use, hold, with_lease=True)
+        session = await self._hand_out(count_use, hold, "hold", with_lease=True)
         return None if session is None else Lease(self, session)
 
     def lease(
@@ -131,8 +345,7 @@ class MongoSessions(SessionReports):
         hold: float | None = None,
         count_use: int = 1,
         wait: float | None = None,
-        on_error: Mapping[type[BaseException] | tuple[type[BaseException], ...], Report]
-        | None = None,
+        on_error: OnError | None = None,
         success_delay: float | None = None,
     ) -> AbstractAsyncContextManager[Lease]:
         """Hold a session for the body of an ``async with`` block.
@@ -148,17 +361,23 @@ class MongoSessions(SessionReports):
         exponential backoff and jitter until one frees up or *wait* passes.
 
         Raises:
+            InvalidInputError: an argument is invalid (raised here, before
+                any hand-out).
             NoSessionAvailableError: no session became available (its
                 ``next_available_at`` says when one will).
             StaleLeaseError: on normal exit, the session had been handed out
                 again before the success could be reported.
         """
+        check_count("count_use", count_use)
+        delay_to_timedelta(hold, self.next_use_delay, name="hold")
+        delay_to_timedelta(wait, 0, name="wait")
+        delay_to_timedelta(success_delay, self.next_use_delay, name="success_delay")
         return hold_lease(
             self,
             hold=hold,
             count_use=count_use,
             wait=wait,
-            on_error=on_error or {},
+            on_error=check_on_error(on_error),
             success_delay=success_delay,
         )
 
@@ -168,13 +387,14 @@ class MongoSessions(SessionReports):
         Raises:
             DatabaseError: the server failed.
         """
+        await self._sync_clock()
         document = await self.find_one(
             combine(self.default_filter, self._filter_include_lock()),
             projection={self.next_use: 1},
             sort=[(self.next_use, ASCENDING)],
         )
         value = None if document is None else document.get(self.next_use)
-        return as_utc(value) if isinstance(value, datetime) else None
+        return self._options.stored_time.load(value) if isinstance(value, datetime) else None
 
     async def wait_for_session(
         self, wait: float, count_use: int = 1, hold: float | None = None
@@ -186,24 +406,198 @@ class MongoSessions(SessionReports):
         """
         return await wait_for_session(self, wait=wait, count_use=count_use, hold=hold)
 
+    # -- reports ---------------------------------------------------------------
+
+    def _report_filter(
+        self, session: Mapping[str, Any], lease_checked: bool | None
+    ) -> tuple[Filter, bool]:
+        query = self._filter_one(session)
+        checked = (self.fenced and LEASE in session) if lease_checked is None else lease_checked
+        if checked:
+            token = session.get(LEASE)
+            if not isinstance(token, str):
+                raise InvalidSessionError(
+                    "a lease-checked report needs the session dict as handed out, with its 'lease'"
+                )
+            query = combine(query, {LEASE: token})
+        return query, checked
+
+    async def _report(
+        self,
+        session: Mapping[str, Any],
+        update: dict[str, Any] | list[dict[str, Any]],
+        lease_checked: bool | None,
+    ) -> UpdateResult:
+        query, checked = self._report_filter(session, lease_checked)
+        result = await self.update_one(query, update)
+        if checked and result.matched_count == 0:
+            raise StaleLeaseError(
+                f"session {session['_id']!r} is no longer held under lease "
+                f"{session[LEASE]!r}: it was handed out again or deleted; nothing was written",
+                session_id=session["_id"],
+                lease=session[LEASE],
+            )
+        return result
+
+    async def session_success(
+        self,
+        session: dict[str, Any],
+        count_success: int = 1,
+        next_use_delay: float | None = None,
+        *,
+        lease_checked: bool | None = None,
+    ) -> UpdateResult:
+        """Record a success: add *count_success* and hold the session for *next_use_delay* s.
+
+        With an escalation policy, a success also takes strikes off.
+        *lease_checked* forces (``True``) or skips (``False``) the lease check
+        that ``fenced=True`` pools apply to dicts carrying a lease.
+
+        Raises:
+            InvalidInputError: an argument is invalid; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
+            DatabaseError: the server failed.
+        """
+        self._report_filter(session, lease_checked)
+        check_count("count_success", count_success)
+        delay = delay_to_timedelta(next_use_delay, self.next_use_delay)
+        await self._sync_clock()
+        now = latest(self.clock)
+        update = updates.success(
+            self,
+            now=self._store(now),
+            until=self._store(ceil_ms(now + delay)),
+            count_success=count_success,
+            escalation=self.escalation,
+        )
+        return await self._report(session, update, lease_checked)
+
+    async def session_lock(
+        self,
+        session: dict[str, Any],
+        period: dict[str, float] | None = None,
+        *,
+        lease_checked: bool | None = None,
+    ) -> UpdateResult:
+        """Lock the session temporarily (a short ban): unavailable for *period*.
+
+        *period* holds :class:`~datetime.timedelta` keywords, e.g.
+        ``{"hours": 10}``; default :attr:`lock_time`, or, with an escalation
+        policy, a period that grows with the session's strikes (see
+        :mod:`sessionlib.escalation`).
+
+        Raises:
+            InvalidInputError: *session* or *period* is invalid; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
+            DatabaseError: the server failed.
+        """
+        self._report_filter(session, lease_checked)
+        if period is None and self.escalation is not None:
+            await self._sync_clock()
+            pipeline = self.escalation.lock_pipeline(
+                now=latest(self.clock),
+                block_period=self.block_time,
+                fields=self,
+                store=self._store,
+            )
+            return await self._report(session, pipeline, lease_checked)
+        duration = period_to_timedelta(period, self.lock_time)
+        return await self._lock(session, duration, LockKind.LOCKED, lease_checked)
+
+    async def session_block(
+        self,
+        session: dict[str, Any],
+        period: dict[str, float] | None = None,
+        *,
+        lease_checked: bool | None = None,
+    ) -> UpdateResult:
+        """Block the session for long (a long ban): unavailable for *period*.
+
+        *period* holds :class:`~datetime.timedelta` keywords; default :attr:`block_time`.
+
+        Raises:
+            InvalidInputError: *session* or *period* is invalid; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
+            DatabaseError: the server failed.
+        """
+        self._report_filter(session, lease_checked)
+        duration = period_to_timedelta(period, self.block_time)
+        return await self._lock(session, duration, LockKind.BLOCKED, lease_checked)
+
+    async def _lock(
+        self, session: dict[str, Any], period: timedelta, kind: LockKind, lease_checked: bool | None
+    ) -> UpdateResult:
+        await self._sync_clock()
+        now = latest(self.clock)
+        update = updates.lock(
+            self, kind=kind, now=self._store(now), until=self._store(ceil_ms(now + period))
+        )
+        return await self._report(session, update, lease_checked)
+
+    async def session_release(
+        self, session: dict[str, Any], *, lease_checked: bool | None = None
+    ) -> UpdateResult:
+        """Make the session available now, whatever lock it had.
+
+        Raises:
+            InvalidSessionError: *session* has no plain ``_id``; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
+            DatabaseError: the server failed.
+        """
+        self._report_filter(session, lease_checked)
+        await self._sync_clock()
+        update = updates.release(self, now=self._store(self.clock()))
+        return await self._report(session, update, lease_checked)
+
+    async def session_inactive(
+        self, session: dict[str, Any], *, lease_checked: bool | None = None
+    ) -> UpdateResult:
+        """Disable the session for good (``active=False``); only an activator revives it.
+
+        Raises:
+            InvalidSessionError: *session* has no plain ``_id``; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
+            DatabaseError: the server failed.
+        """
+        return await self._report(session, updates.deactivate(self), lease_checked)
+
+    async def session_activate(self, session: dict[str, Any]) -> UpdateResult:
+        """Enable a disabled session again (``active=True``): the activator's call.
+
+        Raises:
+            InvalidSessionError: *session* has no plain ``_id``; nothing was written.
+            DatabaseError: the server failed.
+        """
+        query = self._filter_one(session)
+        await self._sync_clock()
+        return await self.update_one(query, updates.activate(self, now=self._store(self.clock())))
+
     # -- documents -------------------------------------------------------------
 
     def new_document(self, data: dict[str, Any]) -> dict[str, Any]:
         """Return the document :meth:`add` inserts: the defaults, overridden by *data*.
 
+        The order key (``ready_at``) follows from *data*: never for an inactive
+        session, else when it is locked until, else when it was last used.
+
         Raises:
             InvalidPayloadError: *data* is not a dict or has unsafe field names.
         """
         check_document(data)
-        return {
+        document = {
             self.active: True,
             self.count_use: 0,
             self.count_success: 0,
-            self.created: self.clock(),
+            self.created: self._store(latest(self.clock)),
             self.last_use: None,
             self.next_use: None,
             **data,
         }
+        if self.ready_at not in data:
+            key = _order_key(document, self)
+            if key is not None:  # a missing key sorts first: never used
+                document[self.ready_at] = key
+        return document
 
     async def add(self, data: dict[str, Any]) -> InsertOneResult:
         """Insert a session: ``active=True``, counters 0, ``created=now``, overridden by *data*.
@@ -225,6 +619,7 @@ class MongoSessions(SessionReports):
 
         Nested fields use dotted keys: ``{"session.phone": "+7..."}``, not
         ``{"session": {"phone": "+7..."}}`` (which replaces all of ``session``).
+        Writing ``next_use`` or ``active`` by name moves the order key too.
 
         Raises:
             InvalidInputError: the session or a payload is invalid, changes
@@ -236,6 +631,9 @@ class MongoSessions(SessionReports):
         to_unset = check_unset_payload(unset_payload)
         if not to_set and not to_unset:
             raise InvalidPayloadError("session_update needs a non-empty payload or unset_payload")
+        to_set.update(
+            updates.order_key_changes(self, to_set, to_unset, now=self._store(self.clock()))
+        )
         update: dict[str, Any] = {}
         if to_set:
             update["$set"] = to_set
@@ -247,7 +645,7 @@ class MongoSessions(SessionReports):
         """Delete the session.
 
         Raises:
-            InvalidSessionError: *session* has no ``_id``; nothing was deleted.
+            InvalidSessionError: *session* has no plain ``_id``; nothing was deleted.
             DatabaseError: the server failed.
         """
         return await self.delete_one(self._filter_one(session))
@@ -258,8 +656,11 @@ class MongoSessions(SessionReports):
         """Return the number of available sessions (at now + *offset* seconds).
 
         Raises:
+            InvalidInputError: *offset* is not a number within ±100 years.
             DatabaseError: the server failed.
         """
+        check_offset("offset", offset)
+        await self._sync_clock()
         return await self.count_stats(
             combine(self.default_filter, self._filter_exclude_lock(offset))
         )
@@ -279,15 +680,24 @@ class MongoSessions(SessionReports):
         Availability is judged at now + *offset* seconds.
 
         Raises:
+            InvalidInputError: *offset* is not a number within ±100 years.
             DatabaseError: the server failed.
         """
-        pipeline = statistics_pipeline(
+        shift = check_offset("offset", offset)
+        await self._sync_clock()
+        load = self._options.stored_time.load
+        if self._uses_order_key():
+            match = None if is_in_process(self.client) else index_match(self)
+            instant = self._store(self.clock() + shift)
+            rows = await self.aggregate(grouped_pipeline(self, instant, match=match))
+            return PoolStatistics.from_groups(rows, load)
+        pipeline = facet_pipeline(
             self,
             available=combine(self.default_filter, self._filter_exclude_lock(offset)),
             locked=combine(self.default_filter, self._filter_include_lock(offset)),
             inactive={self.active: False},
         )
-        return PoolStatistics.from_result(await self.aggregate(pipeline))
+        return PoolStatistics.from_facets(await self.aggregate(pipeline), load)
 
     async def aggregate_statistics(self, offset: float = 0) -> dict[str, Any]:
         """Return statistics for monitoring, in one round trip.
@@ -299,6 +709,7 @@ class MongoSessions(SessionReports):
         :meth:`~sessionlib.stats.PoolStatistics.as_dict`).
 
         Raises:
+            InvalidInputError: *offset* is not a number within ±100 years.
             DatabaseError: the server failed.
         """
         return (await self.statistics(offset)).as_dict()
@@ -312,7 +723,9 @@ class MongoSessions(SessionReports):
         tidies their ``lock_kind``/``locked_at`` and sets ``next_use`` to
         null. Sessions locked by the seed library (no ``lock_kind``) are left
         alone. A session handed out meanwhile is not touched: the update
-        matches only locks that have expired.
+        matches only locks that have expired. It also puts back in the
+        hand-out queue sessions that were released or activated by hand (see
+        :mod:`sessionlib.indexes`).
 
         Returns:
             The number of sessions released, per lock kind.
@@ -320,17 +733,17 @@ class MongoSessions(SessionReports):
         Raises:
             DatabaseError: the server failed.
         """
-        now = self.clock()
+        await self._sync_clock()
+        now = self._store(self.clock())
         released: dict[str, int] = {}
-        for kind in LockKind.ALL:
-            result = await self.update_many(
-                {self.lock_kind: kind, self.next_use: {"$lt": now}}, self._release_update()
-            )
-            released[kind] = result.modified_count
+        for kind in LOCK_KINDS:
+            result = await self.update_many(*updates.release_expired(self, kind=kind, now=now))
+            released[kind.value] = result.modified_count
+        await self.update_many(*updates.requeue(self, now=now))
         return released
 
     async def ensure_indexes(self) -> list[str]:
-        """Create the indexes hand-outs and counts need, if missing; return their names.
+        """Create the indexes hand-outs and statistics need, if missing; return their names.
 
         See :mod:`sessionlib.indexes` for why they have the keys they have.
 
@@ -342,13 +755,71 @@ class MongoSessions(SessionReports):
             await self.create_index(keys, name=name) for name, keys in index_specs(self).items()
         ]
 
+    async def migrate(self) -> dict[str, Any]:
+        """Prepare a pool written by the seed library or an earlier version.
+
+        Gives documents without an order key their key (never for inactive
+        ones, else ``next_use``, else ``last_use``), so hand-outs step over
+        none of them, and drops the indexes earlier versions created. Safe to
+        run again, and while workers run.
+
+        Returns:
+            ``{"order_keys": <documents given a key>, "dropped_indexes": [...]}``.
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        missing = {self.ready_at: {"$exists": False}}
+        steps: list[tuple[Filter, Any]] = [
+            (combine(missing, {self.active: False}), {"$set": {self.ready_at: NEVER}}),
+            (
+                combine(missing, {self.next_use: {"$type": "date"}}),
+                [{"$set": {self.ready_at: f"${self.next_use}"}}],
+            ),
+            (
+                combine(missing, {self.last_use: {"$type": "date"}}),
+                [{"$set": {self.ready_at: f"${self.last_use}"}}],
+            ),
+        ]
+        keyed = 0
+        for query, update in steps:
+            keyed += (await self.update_many(query, update)).modified_count
+        present = await self.index_information()
+        dropped = [name for name in LEGACY_INDEXES if name in present]
+        for name in dropped:
+            await self.drop_index(name)
+        return {"order_keys": keyed, "dropped_indexes": dropped}
+
     # -- helpers -------------------------------------------------------------------
 
     def _normalize(self, document: dict[str, Any]) -> dict[str, Any]:
-        # Clients created without tz_aware=True (a Motor client passed in)
-        # return naive datetimes; hand out aware UTC ones regardless.
-        for name in (self.last_use, self.next_use, self.created, self.locked_at):
-            value = document.get(name)
-            if isinstance(value, datetime) and value.tzinfo is None:
-                document[name] = as_utc(value)
+        # Hand out true, aware UTC instants, whatever the documents hold
+        # (naive datetimes from a Motor client, a legacy zone's wall clock).
+        self._options.stored_time.load_fields(document, self.time_fields)
         return document
+
+
+def _order_key(document: Mapping[str, Any], fields: MongoConnectionInterface) -> datetime | None:
+    if document.get(fields.active) is False:
+        return NEVER
+    for name in (fields.next_use, fields.last_use):
+        value = document.get(name)
+        if isinstance(value, datetime):
+            return value
+    return None
+
+
+def _reconnect_attempts(max_allowed_reconnect: int | None, allow_reconnect: bool | None) -> int:
+    if allow_reconnect is None:
+        return (
+            DEFAULT_MAX_ALLOWED_RECONNECT
+            if max_allowed_reconnect is None
+            else max_allowed_reconnect
+        )
+    if max_allowed_reconnect is not None:
+        raise ConfigurationError(
+            "give max_allowed_reconnect or allow_reconnect (the older spelling), not both"
+        )
+    if not isinstance(allow_reconnect, bool):
+        raise ConfigurationError(f"allow_reconnect must be True or False, not {allow_reconnect!r}")
+    return 1 if allow_reconnect else 0

@@ -1,18 +1,60 @@
-"""Time: every instant sessionlib handles is timezone-aware UTC.
+"""Time: whose clock decides, and how sure we are of it.
 
-The clock is a parameter (``clock=utcnow``) of every object that reads the
-time, so tests move time instead of sleeping.
+Every instant sessionlib handles is timezone-aware UTC. Which clock says
+"now" matters: a hold is written by one process and tested by another, so
+two clocks that disagree by 20 s let a worker take a session another still
+holds. sessionlib therefore decides on **the server's clock**:
+
+* :class:`ServerClock` estimates the server's time from the ``localTime`` of
+  its ``hello`` replies. A reply read at local monotonic time ``m`` bounds
+  the server's time: the server read its clock after the request was sent and
+  before the reply arrived, and ``localTime`` is truncated to the millisecond.
+  So at any later local time the server's time lies in a known interval,
+  widened by an allowance for the two clocks' rates (:data:`DRIFT`).
+* Availability is judged at the **earliest** possible server time
+  (``clock()``): a hold is never believed over before it is.
+* Ends of holds are written from the **latest** possible server time
+  (:func:`latest`): a hold never lasts less than asked.
+
+The interval's width is the round trip of the ``hello`` plus 1 ms (loopback:
+about 1 ms), so the guarantee rests on one thing only: the server's clock.
+
+A clock passed in by the caller (``clock=``; tests pass one they move) is
+trusted as it is.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["Clock", "as_utc", "ceil_ms", "utcnow"]
+__all__ = [
+    "DRIFT",
+    "NEVER",
+    "Clock",
+    "ClockSample",
+    "ServerClock",
+    "as_utc",
+    "ceil_ms",
+    "latest",
+    "utcnow",
+]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 """A zero-argument callable returning the current time as an aware UTC datetime."""
+
+DRIFT = 1e-4
+"""How far the local and the server's clock may drift apart, per second (100 ppm)."""
+
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+"""An instant past every real one: the order key of a session disabled for good."""
+
+_SKEW_LOG_EVERY = 600.0  # seconds between two warnings about the same skew
 
 
 def utcnow() -> datetime:
@@ -21,11 +63,7 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime) -> datetime:
-    """Return *value* as an aware UTC datetime.
-
-    Naive datetimes are read as UTC: that is how MongoDB stores them, and how
-    documents written by the seed library (naive local time) must be read.
-    """
+    """Return *value* as an aware UTC datetime; naive datetimes are read as UTC."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -37,3 +75,124 @@ def ceil_ms(value: datetime) -> datetime:
     Lock ends are rounded up, so a hold is never shorter than asked.
     """
     return value + timedelta(microseconds=-value.microsecond % 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSample:
+    """One ``hello`` reply: the server's ``localTime`` and when we asked and heard.
+
+    Attributes:
+        server_time: The server's ``localTime`` (milliseconds).
+        sent: Local monotonic seconds when the command was sent.
+        received: Local monotonic seconds when the reply arrived.
+        wall: Local Unix time when the reply arrived.
+    """
+
+    server_time: datetime
+    sent: float
+    received: float
+    wall: float
+
+    @property
+    def round_trip(self) -> float:
+        """Seconds between sending the command and reading the reply."""
+        return max(0.0, self.received - self.sent)
+
+    @property
+    def offset(self) -> float:
+        """The server's clock minus this process's wall clock, in seconds (best estimate)."""
+        middle = as_utc(self.server_time).timestamp() + 0.0005 + self.round_trip / 2
+        return middle - self.wall
+
+
+class ServerClock:
+    """The server's time, estimated from ``hello`` samples; a :data:`Clock`.
+
+    Calling it returns the earliest time the server's clock can show now;
+    :meth:`latest` the latest. Until the first sample it reads the local
+    clock, and :meth:`needs_sample` is true.
+
+    Args:
+        refresh: Seconds after which a new sample is due.
+        warn_above: Log a warning when this process's clock is more than this
+            many seconds off the server's.
+        monotonic: Local monotonic clock (tests pass one they move).
+        wall: Local Unix time (tests pass one they move).
+    """
+
+    def __init__(
+        self,
+        *,
+        refresh: float = 60.0,
+        warn_above: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.refresh = refresh
+        self.warn_above = warn_above
+        self._monotonic = monotonic
+        self._wall = wall
+        self._sample: ClockSample | None = None
+        self._warned_at: float | None = None
+
+    @property
+    def sample(self) -> ClockSample | None:
+        """The sample in use, or ``None`` before the first."""
+        return self._sample
+
+    @property
+    def offset(self) -> float | None:
+        """The server's clock minus this process's, in seconds, or ``None`` before a sample."""
+        return None if self._sample is None else self._sample.offset
+
+    def needs_sample(self) -> bool:
+        """Whether no sample was taken yet or the last is older than :attr:`refresh`."""
+        return self._sample is None or self._monotonic() - self._sample.received > self.refresh
+
+    def add(self, sample: ClockSample) -> None:
+        """Use *sample* from now on; warn if this process's clock is far off the server's."""
+        self._sample = sample
+        skew = sample.offset
+        if abs(skew) > self.warn_above:
+            now = self._monotonic()
+            if self._warned_at is None or now - self._warned_at >= _SKEW_LOG_EVERY:
+                self._warned_at = now
+                log.warning(
+                    "this process's clock is %+.3f s off the MongoDB server's (more than %g s); "
+                    "sessionlib decides on the server's clock, but other programs reading "
+                    "this machine's clock may not",
+                    -skew,
+                    self.warn_above,
+                )
+
+    def _bounds(self) -> tuple[datetime, datetime]:
+        sample = self._sample
+        if sample is None:
+            now = utcnow()
+            return now, now
+        elapsed = max(0.0, self._monotonic() - sample.received)
+        drift = DRIFT * elapsed
+        base = as_utc(sample.server_time)
+        earliest = base + timedelta(seconds=elapsed - drift)
+        latest = base + timedelta(seconds=elapsed + sample.round_trip + 0.001 + drift)
+        return earliest, latest
+
+    def __call__(self) -> datetime:
+        """Return the earliest time the server's clock can show now."""
+        return self._bounds()[0]
+
+    def latest(self) -> datetime:
+        """Return the latest time the server's clock can show now."""
+        return self._bounds()[1]
+
+    def uncertainty(self) -> float:
+        """Seconds between the earliest and the latest estimate of the server's time now."""
+        earliest, latest_ = self._bounds()
+        return (latest_ - earliest).total_seconds()
+
+
+def latest(clock: Clock) -> datetime:
+    """Return the latest time *clock* can show now: the base of a hold's end."""
+    if isinstance(clock, ServerClock):
+        return clock.latest()
+    return clock()

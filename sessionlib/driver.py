@@ -10,6 +10,8 @@ supported clients differ:
 :func:`run` bounds one operation by its timeout, retries it after a lost
 connection when that is safe, and translates driver errors into the
 :mod:`sessionlib.exceptions` tree with the original as ``__cause__``.
+The :class:`Client`, :class:`Database` and :class:`Collection` protocols
+name what sessionlib calls on the driver's objects, and nothing more.
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import random
+import time
 import warnings
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
 
 import bson.errors
 import pymongo.errors
 from pymongo import AsyncMongoClient
 
+from . import isphere
+from .backoff import RECONNECT
+from .clock import ClockSample, as_utc
 from .exceptions import (
     ConfigurationError,
     DatabaseError,
@@ -38,7 +44,19 @@ from .exceptions import (
 )
 from .logger import redact_url
 
-__all__ = ["close_client", "new_client", "resolve", "run", "translate"]
+__all__ = [
+    "Client",
+    "Collection",
+    "Cursor",
+    "Database",
+    "close_client",
+    "is_in_process",
+    "new_client",
+    "read_server_time",
+    "resolve",
+    "run",
+    "translate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +65,59 @@ T = TypeVar("T")
 # Server error codes that mean "who you are / what you may do", not "try again".
 _PERMISSION_CODES = frozenset({11, 13, 18})  # UserNotFound, Unauthorized, AuthenticationFailed
 
-BACKOFF_BASE = 0.1
-"""Seconds before the first reconnect attempt; doubles on each attempt."""
-BACKOFF_CAP = 2.0
-"""The longest pause between two reconnect attempts, in seconds."""
+
+class Cursor(Protocol):
+    """What sessionlib calls on a cursor."""
+
+    def to_list(self, length: int | None = None) -> Awaitable[list[dict[str, Any]]]: ...
+
+
+class Collection(Protocol):
+    """What sessionlib calls on a collection (PyMongo async, Motor or mongomock-motor)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def with_options(self, *, read_preference: Any = ...) -> Collection: ...
+    def find(self, *args: Any, **kwargs: Any) -> Cursor: ...
+    def find_one(self, *args: Any, **kwargs: Any) -> Awaitable[dict[str, Any] | None]: ...
+    def find_one_and_update(
+        self, *args: Any, **kwargs: Any
+    ) -> Awaitable[dict[str, Any] | None]: ...
+    def aggregate(self, *args: Any, **kwargs: Any) -> Any: ...
+    def count_documents(self, *args: Any, **kwargs: Any) -> Awaitable[int]: ...
+    def insert_one(self, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+    def insert_many(self, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+    def update_one(self, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+    def update_many(self, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+    def delete_one(self, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+    def delete_many(self, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
+    def index_information(self, *args: Any, **kwargs: Any) -> Awaitable[Mapping[str, Any]]: ...
+    def create_index(self, *args: Any, **kwargs: Any) -> Awaitable[str]: ...
+    def drop_index(self, *args: Any, **kwargs: Any) -> Awaitable[None]: ...
+
+
+class Database(Protocol):
+    """What sessionlib calls on a database."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __getitem__(self, name: str) -> Collection: ...
+    def with_options(self, *, read_preference: Any = ..., write_concern: Any = ...) -> Database: ...
+    def list_collection_names(self, *args: Any, **kwargs: Any) -> Awaitable[list[str]]: ...
+    def command(self, *args: Any, **kwargs: Any) -> Awaitable[dict[str, Any]]: ...
+
+
+class Client(Protocol):
+    """What sessionlib calls on a client."""
+
+    @property
+    def admin(self) -> Database: ...
+
+    def get_database(self, *args: Any, **kwargs: Any) -> Database: ...
+    def list_database_names(self, *args: Any, **kwargs: Any) -> Awaitable[list[str]]: ...
+    def close(self) -> Any: ...
 
 
 def translate(exc: BaseException, operation: str) -> SessionPoolError:
@@ -78,14 +145,9 @@ def translate(exc: BaseException, operation: str) -> SessionPoolError:
         return InvalidPayloadError(message)
     if isinstance(exc, OverflowError):  # BSON encoding: an int beyond 64 bits
         return InvalidPayloadError(message)
-    if isinstance(exc, pymongo.errors.ConfigurationError):
+    if isinstance(exc, pymongo.errors.ConfigurationError | pymongo.errors.InvalidName):
         return ConfigurationError(message)
     return DatabaseError(message)
-
-
-def _backoff(attempt: int) -> float:
-    # Full jitter keeps a fleet of workers from reconnecting in lockstep.
-    return random.uniform(0.5, 1.0) * min(BACKOFF_CAP, BACKOFF_BASE * 2.0**attempt)
 
 
 def _may_retry(exc: pymongo.errors.AutoReconnect, retry: bool) -> bool:
@@ -102,16 +164,18 @@ async def run(
     time_limit: float,
     max_reconnect: int,
     retry: bool,
+    connecting: bool = False,
 ) -> T:
     """Await ``call()``, each attempt within *time_limit* seconds, and translate its errors.
 
     When the server cannot be reached, or the connection is lost and *retry*
     is true, the call is attempted again, at most *max_reconnect* times, with
-    exponential backoff and jitter. So the call takes at most
+    :data:`~sessionlib.backoff.RECONNECT` backoff. So the call takes at most
     ``(max_reconnect + 1) * time_limit`` seconds plus the pauses (each at most
-    :data:`BACKOFF_CAP`). *retry* must be false for writes that could be
-    applied twice: the driver's retryable writes already retry those exactly
-    once where the server supports it.
+    2 s). *retry* must be false for writes that could be applied twice: the
+    driver's retryable writes already retry those exactly once where the
+    server supports it. *connecting* marks the ``connect()`` ping, which the
+    seed reported with its own error classes (see :mod:`sessionlib.isphere`).
 
     Raises:
         OperationTimeoutError: an attempt took longer than *time_limit*.
@@ -124,13 +188,14 @@ async def run(
             async with asyncio.timeout(time_limit):
                 return await call()
         except TimeoutError as exc:
-            raise OperationTimeoutError(
+            error: SessionPoolError = OperationTimeoutError(
                 f"{operation} did not finish within {time_limit:g} s"
-            ) from exc
+            )
+            raise isphere.adapt(error, connecting=connecting) from exc
         except pymongo.errors.AutoReconnect as exc:
             if attempt >= max_reconnect or not _may_retry(exc, retry):
-                raise translate(exc, operation) from exc
-            pause = _backoff(attempt)
+                raise isphere.adapt(translate(exc, operation), connecting=connecting) from exc
+            pause = RECONNECT.pause(attempt)
             attempt += 1
             log.debug(
                 "%s: server unreachable (%s); reconnect attempt %d/%d in %.2f s",
@@ -142,11 +207,11 @@ async def run(
             )
             await asyncio.sleep(pause)
         except (pymongo.errors.PyMongoError, bson.errors.BSONError, OverflowError) as exc:
-            raise translate(exc, operation) from exc
+            raise isphere.adapt(translate(exc, operation), connecting=connecting) from exc
 
 
 def new_client(
-    mongo_url: str, *, timeout: float, app_name: str, **options: Any
+    mongo_url: str, *, timeout: float, app_name: str, options: Mapping[str, Any]
 ) -> AsyncMongoClient[dict[str, Any]]:
     """Create the default client: PyMongo's async client, timezone-aware, no I/O yet.
 
@@ -176,12 +241,41 @@ def new_client(
     except (pymongo.errors.PyMongoError, UserWarning) as exc:
         # The driver may quote the URL: say which one without its password, and
         # drop the cause, whose text may hold the password.
-        raise ConfigurationError(
-            f"invalid MongoDB connection {redact_url(mongo_url)}: "
-            f"{str(exc).replace(mongo_url, redact_url(mongo_url))}"
+        raise isphere.adapt(
+            ConfigurationError(
+                f"invalid MongoDB connection {redact_url(mongo_url)}: "
+                f"{redact_url(str(exc).replace(mongo_url, redact_url(mongo_url)))}"
+            )
         ) from None
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"invalid MongoDB client option: {exc}") from None
+        raise isphere.adapt(ConfigurationError(f"invalid MongoDB client option: {exc}")) from None
+
+
+def is_in_process(client: object) -> bool:
+    """Whether *client* is mongomock-motor's: no server, no query planner, no ``hello``."""
+    # mongomock-motor's client poses as Motor's: look at every class it derives from.
+    return any(cls.__module__.startswith("mongomock") for cls in type(client).__mro__)
+
+
+async def read_server_time(
+    client: Client,
+    monotonic: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> ClockSample | None:
+    """Ask the server for its clock with one ``hello``; ``None`` where it has none to give.
+
+    An in-process client (mongomock) shares this process's clock, so there is
+    nothing to measure. Call it through :func:`run`.
+    """
+    if is_in_process(client):
+        return None
+    sent = monotonic()
+    reply = await client.admin.command("hello")
+    received = monotonic()
+    local_time = reply.get("localTime")
+    if not isinstance(local_time, datetime):
+        return None
+    return ClockSample(as_utc(local_time), sent, received, wall())
 
 
 async def resolve(value: Any) -> Any:
@@ -195,6 +289,6 @@ async def resolve(value: Any) -> Any:
     return value
 
 
-async def close_client(client: Any) -> None:
+async def close_client(client: Client) -> None:
     """Close *client*, whichever kind it is (``close`` is async only in PyMongo's client)."""
     await resolve(client.close())

@@ -11,6 +11,8 @@ All of it happens in the same single update: the periods of every possible
 strike are computed here, as instants, and the server picks the one the
 document's strike count selects. No date arithmetic runs on the server, so
 mongomock-motor and every MongoDB version since 4.2 (pipeline updates) agree.
+A ``strikes`` field that is not a number (written by another program) counts
+as zero strikes.
 
 Defaults: ``base`` 1 minute, ``factor`` 2, ``cap`` 1 hour, ``jitter`` 0.1,
 ``block_after`` 5, ``window`` 24 hours, ``decay`` 1. So a session banned
@@ -20,6 +22,7 @@ again and again is locked for about 1, 2, 4 and 8 minutes, then blocked.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,10 +30,17 @@ from typing import Any
 from .clock import ceil_ms
 from .exceptions import ConfigurationError
 
-__all__ = ["EscalationPolicy"]
+__all__ = ["STRIKES", "STRIKES_SINCE", "EscalationPolicy", "number_or_zero"]
 
 STRIKES = "strikes"
 STRIKES_SINCE = "strikes_since"
+
+_LONGEST = timedelta(days=365 * 100)
+
+
+def number_or_zero(path: str) -> dict[str, Any]:
+    """An aggregation expression: the number at *path* (``"$x"``), or 0 if it holds none."""
+    return {"$cond": [{"$isNumber": path}, path, 0]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +48,8 @@ class EscalationPolicy:
     """How repeated locks of one session grow.
 
     Raises:
-        ConfigurationError: a value is out of range.
+        ConfigurationError: a value is out of range (every lock it can produce
+            must end within 100 years).
     """
 
     base: timedelta = timedelta(minutes=1)
@@ -50,24 +61,29 @@ class EscalationPolicy:
     decay: int = 1
 
     def __post_init__(self) -> None:
-        if self.base <= timedelta() or self.cap < self.base:
-            raise ConfigurationError("escalation needs 0 < base <= cap")
-        if not 1.0 <= self.factor <= 100.0:
+        for name in ("base", "cap", "window"):
+            if not isinstance(getattr(self, name), timedelta):
+                raise ConfigurationError(f"escalation {name} must be a timedelta")
+        if self.base <= timedelta() or self.cap < self.base or self.cap * 2 > _LONGEST:
+            raise ConfigurationError("escalation needs 0 < base <= cap <= 50 years")
+        if not _number_in(self.factor, 1.0, 100.0):
             raise ConfigurationError(f"escalation factor must be in [1, 100], not {self.factor}")
-        if not 0.0 <= self.jitter < 1.0:
+        if not _number_in(self.jitter, 0.0, 0.99):
             raise ConfigurationError(f"escalation jitter must be in [0, 1), not {self.jitter}")
-        if not 1 <= self.block_after <= 100:
+        if not _int_in(self.block_after, 1, 100):
             raise ConfigurationError(
                 f"escalation block_after must be in [1, 100], not {self.block_after}"
             )
-        if self.window <= timedelta() or self.decay < 0:
-            raise ConfigurationError("escalation needs a positive window and decay >= 0")
+        if not timedelta() < self.window <= _LONGEST:
+            raise ConfigurationError("escalation window must be positive and at most 100 years")
+        if not _int_in(self.decay, 0, 100):
+            raise ConfigurationError(f"escalation decay must be in [0, 100], not {self.decay}")
 
     def period(self, strikes: int, rng: random.Random | None = None) -> timedelta:
         """Return the lock period for a session that already has *strikes* strikes."""
-        nominal = self.base.total_seconds() * self.factor**strikes
+        nominal = self.base.total_seconds() * self.factor ** min(strikes, self.block_after)
         spread = (rng or random).uniform(1 - self.jitter, 1 + self.jitter) if self.jitter else 1.0
-        return min(self.cap, timedelta(seconds=nominal * spread))
+        return timedelta(seconds=min(self.cap.total_seconds(), nominal * spread))
 
     def lock_pipeline(
         self,
@@ -75,46 +91,58 @@ class EscalationPolicy:
         now: datetime,
         block_period: timedelta,
         fields: Any,
+        store: Callable[[datetime], datetime],
         rng: random.Random | None = None,
     ) -> list[dict[str, Any]]:
-        """Return the pipeline update that records a strike and locks or blocks."""
+        """Return the pipeline update that records a strike and locks or blocks.
+
+        *store* turns true instants into the pool's stored representation.
+        """
         started = f"${STRIKES_SINCE}"
+        strikes = number_or_zero(f"${STRIKES}")
         expired = {
             "$or": [
                 {"$eq": [{"$ifNull": [started, None]}, None]},
-                {"$lt": [started, now - self.window]},
+                {"$lt": [started, store(now - self.window)]},
             ]
         }
         blocked = {"$gte": [f"${STRIKES}", self.block_after]}
+        block_end = store(ceil_ms(now + block_period))
         branches = [
             {
                 "case": {"$eq": [f"${STRIKES}", strike]},
-                "then": ceil_ms(now + self.period(strike - 1, rng)),
+                "then": store(ceil_ms(now + self.period(strike - 1, rng))),
             }
             for strike in range(1, self.block_after)
         ]
+        lock_end: Any = (
+            {"$switch": {"branches": branches, "default": block_end}} if branches else block_end
+        )
         return [
             {
                 "$set": {
-                    STRIKES: {
-                        "$cond": [expired, 1, {"$add": [{"$ifNull": [f"${STRIKES}", 0]}, 1]}]
-                    },
-                    STRIKES_SINCE: {"$cond": [expired, now, started]},
+                    STRIKES: {"$cond": [expired, 1, {"$add": [strikes, 1]}]},
+                    STRIKES_SINCE: {"$cond": [expired, store(now), started]},
                 }
             },
             {
                 "$set": {
-                    fields.next_use: {
-                        "$switch": {"branches": branches, "default": ceil_ms(now + block_period)}
-                    }
-                    if branches
-                    else ceil_ms(now + block_period),
+                    fields.next_use: lock_end,
                     fields.lock_kind: {"$cond": [blocked, "blocked", "locked"]},
-                    fields.locked_at: now,
+                    fields.locked_at: store(now),
                 }
             },
+            {"$set": {fields.ready_at: f"${fields.next_use}"}},
         ]
 
     def decay_expression(self) -> dict[str, Any]:
         """Return the expression that takes :attr:`decay` strikes off, not below zero."""
-        return {"$max": [0, {"$subtract": [{"$ifNull": [f"${STRIKES}", 0]}, self.decay]}]}
+        return {"$max": [0, {"$subtract": [number_or_zero(f"${STRIKES}"), self.decay]}]}
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and low <= value <= high
+
+
+def _int_in(value: object, low: int, high: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and low <= value <= high

@@ -1,17 +1,25 @@
 """Field names and defaults of a session pool (the seed's ``MongoFields``).
 
-Subclasses may override any property, as users of the seed library do, and
-every query reads the names through these properties.
+Subclasses may override any name property, as users of the seed library do,
+and every query reads the names through these properties. The periods, the
+filter and the projection come from the pool's
+:class:`~sessionlib.options.PoolOptions`.
 """
 
 from __future__ import annotations
 
-from copy import deepcopy
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from .exceptions import ConfigurationError
-from .validation import delay_to_timedelta
+from .options import (
+    DEFAULT_BLOCK_TIME,
+    DEFAULT_LOCK_TIME,
+    DEFAULT_NEXT_USE_DELAY,
+    PoolOptions,
+)
+from .states import LockKind
 
 __all__ = [
     "DEFAULT_BLOCK_TIME",
@@ -21,71 +29,18 @@ __all__ = [
     "MongoFields",
 ]
 
-DEFAULT_NEXT_USE_DELAY = 3
-"""Seconds a session stays unavailable right after a hand-out or a success."""
-
-DEFAULT_LOCK_TIME = timedelta(minutes=30)
-"""Default period of :meth:`~sessionlib.client.MongoSessions.session_lock` (a temporary ban)."""
-
-DEFAULT_BLOCK_TIME = timedelta(days=1)
-"""Default period of :meth:`~sessionlib.client.MongoSessions.session_block` (a long ban)."""
-
-
-class LockKind:
-    """Values of the ``lock_kind`` field: why a session is unavailable until ``next_use``.
-
-    Documents written by the seed library have no ``lock_kind``; a future
-    ``next_use`` without one counts as :attr:`LOCKED`.
-    """
-
-    IN_USE = "in_use"
-    """Handed out (or just reported successful) and cooling down for ``next_use_delay``."""
-    LOCKED = "locked"
-    """Temporarily locked by ``session_lock``."""
-    BLOCKED = "blocked"
-    """Locked for long by ``session_block``."""
-
-    ALL = (IN_USE, LOCKED, BLOCKED)
-
 
 class MongoFields:
     """Names of the document fields and the pool's default periods, filter and projection.
 
     Args:
-        next_use_delay: Seconds a session is held after ``get_session`` and
-            ``session_success`` when no delay is passed.
-        lock_time: Default period of ``session_lock``.
-        block_time: Default period of ``session_block``.
-        default_filter: Filter every selection starts from; default
-            ``{"active": {"$ne": False}}``.
-        projection: Fields returned by ``get_session``/``get_sessions``;
-            ``None`` returns whole documents.
-
-    Raises:
-        ConfigurationError: a period or delay is negative or not a number.
+        options: The pool's settings; the defaults without.
     """
 
-    def __init__(
-        self,
-        *,
-        next_use_delay: float = DEFAULT_NEXT_USE_DELAY,
-        lock_time: timedelta = DEFAULT_LOCK_TIME,
-        block_time: timedelta = DEFAULT_BLOCK_TIME,
-        default_filter: dict[str, Any] | None = None,
-        projection: dict[str, Any] | None = None,
-    ) -> None:
-        try:
-            delay_to_timedelta(next_use_delay, DEFAULT_NEXT_USE_DELAY)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
-        for name, value in (("lock_time", lock_time), ("block_time", block_time)):
-            if not isinstance(value, timedelta) or value < timedelta():
-                raise ConfigurationError(f"{name} must be a non-negative timedelta, not {value!r}")
-        self._next_use_delay = next_use_delay
-        self._lock_time = lock_time
-        self._block_time = block_time
-        self._default_filter: dict[str, Any] | None = deepcopy(default_filter)
-        self._projection: dict[str, Any] | None = deepcopy(projection)
+    _options: PoolOptions
+
+    def __init__(self, options: PoolOptions | None = None) -> None:
+        self._options = options or PoolOptions()
 
     @property
     def next_use(self) -> str:
@@ -133,40 +88,62 @@ class MongoFields:
         return "locked_at"
 
     @property
+    def ready_at(self) -> str:
+        """Name of the hand-out order key: when the session may next be handed out.
+
+        See :mod:`sessionlib.indexes` for why it exists.
+        """
+        return "ready_at"
+
+    @property
+    def time_fields(self) -> tuple[str, ...]:
+        """Names of the fields that hold instants."""
+        return (self.last_use, self.next_use, self.created, self.locked_at, self.ready_at)
+
+    @property
     def block_time(self) -> timedelta:
         """Default period of ``session_block``."""
-        return self._block_time
+        return self._options.block_time
 
     @property
     def lock_time(self) -> timedelta:
         """Default period of ``session_lock``."""
-        return self._lock_time
+        return self._options.lock_time
 
     @property
     def next_use_delay(self) -> float:
         """Seconds a session is held right after a hand-out or success."""
-        return self._next_use_delay
+        return self._options.next_use_delay
 
     @property
     def default_filter(self) -> dict[str, Any]:
         """Filter every selection starts from (settable); default: ``active`` is not ``False``."""
-        if self._default_filter is None:
+        value = self._options.default_filter
+        if value is None:
             return {self.active: {"$ne": False}}
-        return self._default_filter
+        return value
 
     @default_filter.setter
     def default_filter(self, value: dict[str, Any] | None) -> None:
-        if value is not None and not isinstance(value, dict):
-            raise ConfigurationError(f"default_filter must be a dict, not {type(value).__name__}")
-        self._default_filter = value
+        self._options = _replace(self._options, default_filter=value)
 
     @property
     def projection(self) -> dict[str, Any] | None:
         """Fields returned by selections (settable); ``None`` returns whole documents."""
-        return self._projection
+        return self._options.projection
 
     @projection.setter
     def projection(self, value: dict[str, Any] | None) -> None:
-        if value is not None and not isinstance(value, dict):
-            raise ConfigurationError(f"projection must be a dict, not {type(value).__name__}")
-        self._projection = value
+        self._options = _replace(self._options, projection=value)
+
+
+def _replace(options: PoolOptions, **changes: Any) -> PoolOptions:
+    """A validated copy of *options* with *changes*.
+
+    Raises:
+        ConfigurationError: a change is invalid.
+    """
+    try:
+        return replace(options, **changes)
+    except TypeError as exc:  # an unknown setting: a bug in the caller
+        raise ConfigurationError(str(exc)) from None

@@ -1,30 +1,52 @@
-"""The indexes that serve the hand-out query and the state counts.
+"""The indexes that serve the hand-out and the statistics, and why they have these keys.
 
-Hand-out (``get_session``) is one ``findAndModify``::
+**The hand-out steps over nothing.** A hand-out is one ``findAndModify``::
 
-    filter: {active: {$ne: false}, $or: [{next_use: null}, {next_use: {$lt: now}}]}
-    sort:   {last_use: 1}      limit 1
+    filter: {active: {$ne: false},
+             $or: [{next_use: null}, {next_use: {$lt: now}}],
+             ready_at: {$not: {$gte: now}}}
+    sort:   {ready_at: 1, last_use: 1}      limit 1
 
-The hand-out index is ``{last_use: 1, next_use: 1, active: 1}``:
+``ready_at`` is the session's *order key*: the instant it may next be handed
+out. Every write that makes a session unavailable moves it there: the end of
+the hold on a hand-out or a success, the end of the lock on a lock or block,
+:data:`~sessionlib.clock.NEVER` on deactivation; a release or an
+activation sets it to now. So a session is available exactly when its key is
+in the past, and the server walks the order index ``{ready_at, last_use,
+next_use, active}`` from its start: every entry it reads up to ``now`` is
+available, and the first one is taken. No held, locked, blocked or inactive
+session lies on that path, whatever their share of the pool.
 
-* ``last_use`` comes first because it is the sort key. The filter has no
-  equality condition (``$ne`` and ``$lt`` are ranges), so by the
-  equality-sort-range rule the sort key leads. The server then walks the
-  index in least-recently-used order (``null``, never used, sorts first),
-  needs no in-memory sort, and stops at the first entry that matches: with
-  ``limit 1`` that is usually the first key it reads.
-* ``next_use`` and ``active`` follow so the server rejects locked and
-  inactive entries from the index keys alone, without fetching their
-  documents.
+*Least recently used* therefore means: the session that became available
+the longest ago, that is whose last hold, lock or block ended first. With the
+same hold for every hand-out (the usual case) that is the order of
+``last_use``. A session that comes back from a 10-hour lock counts as used
+when its lock ended, and joins the queue behind sessions idle for longer.
 
-What that costs: sessions locked right after a hand-out have the newest
-``last_use`` and sit at the far end of the walk, so they are never read.
-Only sessions that are unavailable *and* older than the oldest available one
-(long blocks, deactivated sessions) are stepped over, one index key each.
+**Documents the seed library wrote** have no order key. They work as they are:
+a missing key sorts first, so they are handed out first, by ``last_use``
+(never used first), and each hand-out gives them their key. Until then the
+server may step over those the seed holds or locks. ``sessionpool migrate``
+gives every such document its key at once (from ``next_use`` or ``last_use``)
+and drops the indexes earlier versions created. A seed worker that shares the
+pool writes ``next_use`` without the key; the ``next_use`` condition, read
+from the same index entry, keeps such sessions from being handed out while
+held. A session changed by hand (``next_use`` cleared, ``active`` set back to
+true) keeps an order key in the future until ``release_expired_locks`` (the
+exporter's auto-release) puts it back in the queue.
 
-The state index ``{active: 1, next_use: 1}`` serves ``count_active``, the
-locked/inactive counts and ``release_expired_locks``: each is a range on
-those two keys, answered from the index.
+**Statistics read no document.** The state index ``{active, next_use,
+lock_kind, locked_at, count_use, count_success}`` holds every field the
+statistics group on, and the statistics pipeline starts with a ``$match`` on
+``active`` that every document passes, so the server can answer from the
+index alone (a covered plan: no document examined). Its prefix ``{active,
+next_use}`` also serves ``count_active`` and ``release_expired_locks``.
+Neither index grows the work of a write: a hand-out changes ``ready_at``,
+``next_use`` and ``count_use`` anyway, so each index's entry is rewritten once
+either way.
+
+Subclasses that override ``default_sort`` or the filter hooks get their own
+order and filters, as in the seed library; the order key is not used then.
 """
 
 from __future__ import annotations
@@ -33,11 +55,12 @@ from pymongo import ASCENDING
 
 from .fields import MongoFields
 
-__all__ = ["HANDOUT_INDEX", "STATE_INDEX", "IndexKeys", "index_specs"]
+__all__ = ["LEGACY_INDEXES", "ORDER_INDEX", "STATE_INDEX", "IndexKeys", "index_specs"]
 
-HANDOUT_INDEX = "sessionpool_handout"
-STATE_INDEX = "sessionpool_state"
-
+ORDER_INDEX = "sessionpool_order"
+STATE_INDEX = "sessionpool_states"
+LEGACY_INDEXES = ("sessionpool_handout", "sessionpool_state")
+"""Names of indexes created by earlier versions; ``migrate()`` drops them."""
 
 IndexKeys = list[tuple[str, int]]
 
@@ -45,10 +68,18 @@ IndexKeys = list[tuple[str, int]]
 def index_specs(fields: MongoFields) -> dict[str, IndexKeys]:
     """Return, by name, the indexes that ``MongoSessions.ensure_indexes`` creates."""
     return {
-        HANDOUT_INDEX: [
+        ORDER_INDEX: [
+            (fields.ready_at, ASCENDING),
             (fields.last_use, ASCENDING),
             (fields.next_use, ASCENDING),
             (fields.active, ASCENDING),
         ],
-        STATE_INDEX: [(fields.active, ASCENDING), (fields.next_use, ASCENDING)],
+        STATE_INDEX: [
+            (fields.active, ASCENDING),
+            (fields.next_use, ASCENDING),
+            (fields.lock_kind, ASCENDING),
+            (fields.locked_at, ASCENDING),
+            (fields.count_use, ASCENDING),
+            (fields.count_success, ASCENDING),
+        ],
     }

@@ -1,4 +1,4 @@
-"""Leases: a hand-out that only its holder can report on.
+"""Leases: a hand-out that only its holder can report on, and waiting for one.
 
 Every hand-out writes a fresh random ``lease`` token and increments a
 per-session ``fence`` counter, in the same ``findAndModify``. A lease-checked
@@ -19,70 +19,146 @@ or :meth:`MongoSessions.acquire`, which returns the :class:`Lease` to report on
 by hand. Seed-style calls with plain ``{"_id": ...}`` dicts are never
 lease-checked; dicts from ``get_session`` are when the pool is created with
 ``fenced=True``.
+
+Waiting polls with :data:`~sessionlib.backoff.WAITING` backoff, never sleeping
+past the moment the earliest locked session frees up, nor past the deadline.
+Time comes from the pool's clock and pauses from its ``sleep``, so tests move a
+clock instead of sleeping. This module knows the pool only through the
+:class:`LeasingPool` protocol.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 from pymongo.results import UpdateResult
 
+from .backoff import WAITING
 from .clock import as_utc
+from .exceptions import InvalidInputError, NoSessionAvailableError, SessionPoolError
+from .isphere import adapt
+from .updates import FENCE, LEASE
+from .validation import delay_to_timedelta
 
-if TYPE_CHECKING:
-    from .client import MongoSessions
+__all__ = [
+    "Block",
+    "Deactivate",
+    "Lease",
+    "LeasingPool",
+    "Lock",
+    "OnError",
+    "Release",
+    "Report",
+    "check_on_error",
+    "hold_lease",
+    "wait_for_session",
+]
 
-__all__ = ["FENCE", "LEASE", "Block", "Deactivate", "Lease", "Lock", "Release", "Report"]
+log = logging.getLogger(__name__)
 
-LEASE = "lease"
-"""Field holding the token of the current hand-out."""
-FENCE = "fence"
-"""Field counting the hand-outs of a session (monotonic: a fencing token for other systems)."""
+ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 
-class Report:
-    """What to report about a leased session; see :class:`Lock`, :class:`Block`, ..."""
+class LeasingPool(Protocol):
+    """What leasing needs of a pool (:class:`~sessionlib.client.MongoSessions` has it)."""
 
-    async def apply(self, lease: Lease) -> UpdateResult:  # pragma: no cover - abstract
-        raise NotImplementedError
+    db_name: str
+    collection_name: str
+
+    @property
+    def next_use(self) -> str: ...
+    @property
+    def clock(self) -> Callable[[], datetime]: ...
+    @property
+    def sleep(self) -> Callable[[float], Awaitable[None]]: ...
+
+    async def acquire(self, count_use: int = 1, hold: float | None = None) -> Lease | None: ...
+    async def next_available_at(self) -> datetime | None: ...
+    async def session_success(
+        self,
+        session: dict[str, Any],
+        count_success: int = 1,
+        next_use_delay: float | None = None,
+        *,
+        lease_checked: bool | None = None,
+    ) -> UpdateResult: ...
+    async def session_lock(
+        self,
+        session: dict[str, Any],
+        period: dict[str, float] | None = None,
+        *,
+        lease_checked: bool | None = None,
+    ) -> UpdateResult: ...
+    async def session_block(
+        self,
+        session: dict[str, Any],
+        period: dict[str, float] | None = None,
+        *,
+        lease_checked: bool | None = None,
+    ) -> UpdateResult: ...
+    async def session_inactive(
+        self, session: dict[str, Any], *, lease_checked: bool | None = None
+    ) -> UpdateResult: ...
+    async def session_release(
+        self, session: dict[str, Any], *, lease_checked: bool | None = None
+    ) -> UpdateResult: ...
+
+
+@runtime_checkable
+class Report(Protocol):
+    """What to report about a leased session: :class:`Lock`, :class:`Block`, ..."""
+
+    async def apply(self, lease: Lease) -> UpdateResult:
+        """Report it through *lease*."""
+        ...
+
+
+OnError = Mapping[ErrorTypes, Report]
+"""Exception types (or tuples of them) mapped to the report each deserves."""
 
 
 @dataclass(frozen=True, slots=True)
-class Lock(Report):
+class Lock:
     """Lock the session for *period* (a timedelta-keyword dict; default: the pool's)."""
 
     period: dict[str, float] | None = None
 
     async def apply(self, lease: Lease) -> UpdateResult:
+        """Lock the session through *lease*."""
         return await lease.lock(self.period)
 
 
 @dataclass(frozen=True, slots=True)
-class Block(Report):
+class Block:
     """Block the session for *period* (default: the pool's ``block_time``)."""
 
     period: dict[str, float] | None = None
 
     async def apply(self, lease: Lease) -> UpdateResult:
+        """Block the session through *lease*."""
         return await lease.block(self.period)
 
 
 @dataclass(frozen=True, slots=True)
-class Deactivate(Report):
+class Deactivate:
     """Disable the session for good (``active=False``)."""
 
     async def apply(self, lease: Lease) -> UpdateResult:
+        """Disable the session through *lease*."""
         return await lease.deactivate()
 
 
 @dataclass(frozen=True, slots=True)
-class Release(Report):
+class Release:
     """Make the session available again at once."""
 
     async def apply(self, lease: Lease) -> UpdateResult:
+        """Release the session through *lease*."""
         return await lease.release()
 
 
@@ -97,7 +173,7 @@ class Lease(Mapping[str, Any]):
             ``"lock"``, ...), or ``None``.
     """
 
-    def __init__(self, pool: MongoSessions, session: dict[str, Any]) -> None:
+    def __init__(self, pool: LeasingPool, session: dict[str, Any]) -> None:
         self.pool = pool
         self.session = session
         self.reported: str | None = None
@@ -123,7 +199,8 @@ class Lease(Mapping[str, Any]):
     @property
     def fence(self) -> int:
         """How many times this session had been handed out, this hand-out included."""
-        return int(self.session.get(FENCE, 0))
+        value = self.session.get(FENCE, 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     @property
     def held_until(self) -> datetime | None:
@@ -186,12 +263,117 @@ class Lease(Mapping[str, Any]):
         return result
 
 
-def report_for(
-    on_error: Mapping[type[BaseException] | tuple[type[BaseException], ...], Report],
-    error: BaseException,
-) -> Report | None:
+def check_on_error(on_error: object) -> dict[ErrorTypes, Report]:
+    """Return *on_error* as a dict after checking every entry.
+
+    Raises:
+        InvalidInputError: it is not a mapping of exception types (or tuples
+            of them) to reports such as ``Lock()``.
+    """
+    if on_error is None:
+        return {}
+    if not isinstance(on_error, Mapping):
+        raise InvalidInputError(
+            f"on_error must map exception types to reports, not {type(on_error).__name__}"
+        )
+    checked: dict[ErrorTypes, Report] = {}
+    for types, report in on_error.items():
+        members = types if isinstance(types, tuple) else (types,)
+        if not members or not all(
+            isinstance(member, type) and issubclass(member, BaseException) for member in members
+        ):
+            raise InvalidInputError(
+                f"on_error: {types!r} is not an exception type or a tuple of them"
+            )
+        if not isinstance(report, Report):
+            raise InvalidInputError(
+                f"on_error[{types!r}] must be a report such as Lock() or Block(), not {report!r}"
+            )
+        checked[types] = report
+    return checked
+
+
+def report_for(on_error: Mapping[ErrorTypes, Report], error: BaseException) -> Report | None:
     """Return the report mapped to *error*'s type: the first entry it is an instance of."""
     for types, report in on_error.items():
         if isinstance(error, types):
             return report
     return None
+
+
+def _describe(pool: LeasingPool, next_at: datetime | None, now: datetime) -> str:
+    where = f"{pool.db_name}.{pool.collection_name}"
+    if next_at is None:
+        return (
+            f"no session available in {where}, and none is locked either: "
+            "the pool is empty or all its sessions are inactive"
+        )
+    seconds = max(0.0, (next_at - now).total_seconds())
+    return (
+        f"no session available in {where}; the next one frees up at "
+        f"{next_at.isoformat(timespec='seconds')} (in {seconds:.0f} s)"
+    )
+
+
+async def wait_for_session(
+    pool: LeasingPool, *, wait: float, count_use: int = 1, hold: float | None = None
+) -> Lease:
+    """Return a lease on a session of *pool*, polling for up to *wait* seconds.
+
+    Raises:
+        NoSessionAvailableError: none became available in time.
+        InvalidInputError: *wait* is negative or not a number.
+    """
+    budget = delay_to_timedelta(wait, 0, name="wait")
+    deadline = pool.clock() + budget
+    attempt = 0
+    while True:
+        lease = await pool.acquire(count_use, hold)
+        if lease is not None:
+            return lease
+        next_at = await pool.next_available_at()
+        now = pool.clock()
+        remaining = (deadline - now).total_seconds()
+        if remaining <= 0:
+            raise adapt(
+                NoSessionAvailableError(_describe(pool, next_at, now), next_available_at=next_at)
+            )
+        pause = WAITING.pause(attempt)
+        if next_at is not None:
+            # Wake when the next session frees up, if that is sooner.
+            pause = min(pause, max((next_at - now).total_seconds(), 0.0) + 0.001)
+        await pool.sleep(min(pause, remaining))
+        attempt += 1
+
+
+@asynccontextmanager
+async def hold_lease(
+    pool: LeasingPool,
+    *,
+    hold: float | None,
+    count_use: int,
+    wait: float | None,
+    on_error: Mapping[ErrorTypes, Report],
+    success_delay: float | None,
+) -> AsyncIterator[Lease]:
+    """The context manager behind :meth:`MongoSessions.lease` (arguments already checked)."""
+    lease = await wait_for_session(pool, wait=wait or 0, count_use=count_use, hold=hold)
+    try:
+        yield lease
+    except BaseException as error:
+        report = report_for(on_error, error)
+        if report is not None and lease.reported is None:
+            try:
+                await report.apply(lease)
+            except SessionPoolError as exc:
+                # The body's exception is what the caller must see; say why the report failed.
+                log.warning(
+                    "could not report %s for session %r after %s: %s",
+                    type(report).__name__,
+                    lease.get("_id"),
+                    type(error).__name__,
+                    exc,
+                )
+        raise
+    if lease.reported is None:
+        await lease.success(next_use_delay=success_delay)

@@ -60,11 +60,12 @@ def timeout(
     @functools.wraps(func)
     async def wrapper(self: Self_, /, *args: P.args, **kwargs: P.kwargs) -> R:
         self._require_connection()
+        options = self.options
         return await driver.run(
             name,
             lambda: func(self, *args, **kwargs),
-            time_limit=self.operation_timeout,
-            max_reconnect=self.max_allowed_reconnect,
+            time_limit=options.timeout,
+            max_reconnect=options.max_allowed_reconnect,
             retry=name in _RETRYABLE,
         )
 
@@ -90,6 +91,12 @@ class MongoOperations(MongoConnectInterface):
     async def update_many(self, *args: Any, **kwargs: Any) -> UpdateResult:
         """Update all matching documents (``Collection.update_many``)."""
         result: UpdateResult = await self.sessions.update_many(*args, **kwargs)
+        return result
+
+    @timeout
+    async def delete_many(self, *args: Any, **kwargs: Any) -> DeleteResult:
+        """Delete all matching documents (``Collection.delete_many``)."""
+        result: DeleteResult = await self.sessions.delete_many(*args, **kwargs)
         return result
 
     @timeout
@@ -136,16 +143,15 @@ class MongoOperations(MongoConnectInterface):
     @timeout
     async def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         """Return all matching documents as a list (``Collection.find``)."""
-        documents: list[dict[str, Any]] = await self._stats_sessions.find(*args, **kwargs).to_list(
-            None
-        )
-        return documents
+        assert self._stats_sessions is not None  # bound by connect()
+        return await self._stats_sessions.find(*args, **kwargs).to_list(None)
 
     @timeout
     async def aggregate(
         self, /, pipeline: list[dict[str, Any]], **kwargs: Any
     ) -> list[dict[str, Any]]:
         """Run an aggregation pipeline and return its results as a list."""
+        assert self._stats_sessions is not None  # bound by connect()
         cursor = await driver.resolve(self._stats_sessions.aggregate(pipeline, **kwargs))
         documents: list[dict[str, Any]] = await cursor.to_list(None)
         return documents
@@ -153,6 +159,7 @@ class MongoOperations(MongoConnectInterface):
     @timeout
     async def count_stats(self, *args: Any, **kwargs: Any) -> int:
         """Count documents on the statistics read preference."""
+        assert self._stats_sessions is not None  # bound by connect()
         count: int = await self._stats_sessions.count_documents(*args, **kwargs)
         return count
 
@@ -165,6 +172,7 @@ class MongoOperations(MongoConnectInterface):
     @timeout
     async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         """Return one matching document, or ``None`` (``Collection.find_one``)."""
+        assert self._stats_sessions is not None  # bound by connect()
         document: dict[str, Any] | None = await self._stats_sessions.find_one(*args, **kwargs)
         return document
 

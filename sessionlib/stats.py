@@ -1,56 +1,143 @@
-"""Pool statistics in one round trip.
+"""Pool statistics in one round trip, read from an index where the server can.
 
 The seed library sent four ``count`` commands per pool. Here one aggregation
-with a ``$facet`` stage computes every figure from a single pass over the
-collection: the state counts, the locked sessions split by kind, the usage
-sums and the next unlock time.
+computes every figure: a ``$group`` by each document's state (see
+:func:`sessionlib.states.state_expression`) with the usage sums and the
+earliest unlock. It reads only fields of the state index, so a real MongoDB
+answers it from that index without reading a document (see
+:mod:`sessionlib.indexes`).
+
+A pool with a custom ``default_filter`` or overridden filter hooks keeps the
+seed's meaning of its states, so its statistics use those filters in one
+``$facet`` aggregation instead.
+
+Malformed documents never stop the statistics: a ``next_use`` that is neither
+null nor a date puts the document in ``other``; an unknown ``lock_kind`` counts
+as ``locked``; counters that are not finite numbers (a string, NaN, Infinity)
+are left out of the sums, and decimals are summed as the server sums them.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
 
-from .clock import as_utc
-from .fields import LockKind, MongoFields
+from bson import Decimal128, MinKey
 
-__all__ = ["PoolStatistics", "statistics_pipeline"]
+from .states import LOCK_KINDS, Fields, LockKind, State, is_date_expression, state_expression
+
+__all__ = ["PoolStatistics", "facet_pipeline", "grouped_pipeline", "index_match"]
 
 Filter = dict[str, Any]
+Load = Callable[[datetime], datetime]
+
+_LIMIT = 2**53  # counters beyond this are not counts: they are left out of the sums
+_STATES = frozenset(state.value for state in State)
+_KINDS = frozenset(kind.value for kind in LockKind)
+_KIND_NAMES = [kind.value for kind in LOCK_KINDS]
 
 
-def statistics_pipeline(
-    fields: MongoFields, *, available: Filter, locked: Filter, inactive: Filter
-) -> list[dict[str, Any]]:
-    """Return the aggregation pipeline computing a pool's statistics.
+class StatisticsFields(Fields, Protocol):
+    """The field names the statistics read."""
 
-    *available*, *locked* and *inactive* are the query filters that define
-    those states (see :meth:`sessionlib.client.MongoSessions.statistics`).
+    @property
+    def locked_at(self) -> str: ...
+    @property
+    def count_use(self) -> str: ...
+    @property
+    def count_success(self) -> str: ...
+
+
+def _count(path: str) -> dict[str, Any]:
+    """The counter at *path*, or 0 when it is not a finite number within ±2**53."""
+    return {
+        "$cond": [
+            {"$and": [{"$isNumber": path}, {"$gt": [path, -_LIMIT]}, {"$lt": [path, _LIMIT]}]},
+            path,
+            0,
+        ]
+    }
+
+
+def _date_or_null(path: str) -> dict[str, Any]:
+    return {"$cond": [is_date_expression(path), path, None]}
+
+
+def index_match(fields: Fields) -> Filter:
+    """A ``$match`` every document passes, on the state index's first key.
+
+    It leads the server to the state index, from which it can answer the
+    whole aggregation (a plan with no predicate would read the collection).
     """
+    return {fields.active: {"$gte": MinKey()}}
+
+
+def grouped_pipeline(
+    fields: StatisticsFields, instant: datetime, *, match: Filter | None = None
+) -> list[dict[str, Any]]:
+    """The statistics of a pool with the default filter, judged at *instant* (stored).
+
+    One output row per state present: ``_id`` (the state), ``n``, ``uses``,
+    ``successes``, ``next_unlock`` and ``oldest_lock``.
+    """
+    stages: list[dict[str, Any]] = [{"$match": match}] if match is not None else []
+    stages.append(
+        {
+            "$group": {
+                "_id": state_expression(fields, instant),
+                "n": {"$sum": 1},
+                "uses": {"$sum": _count(f"${fields.count_use}")},
+                "successes": {"$sum": _count(f"${fields.count_success}")},
+                "next_unlock": {"$min": _date_or_null(f"${fields.next_use}")},
+                "oldest_lock": {"$min": _date_or_null(f"${fields.locked_at}")},
+            }
+        }
+    )
+    return stages
+
+
+def facet_pipeline(
+    fields: StatisticsFields, *, available: Filter, locked: Filter, inactive: Filter
+) -> list[dict[str, Any]]:
+    """The statistics of a pool whose own filters define *available*, *locked*, *inactive*."""
     return [
         {
             "$facet": {
-                "available": [{"$match": available}, {"$count": "n"}],
+                "available": [{"$match": available}, {"$group": {"_id": None, "n": {"$sum": 1}}}],
                 "locked": [
                     {"$match": locked},
                     {
                         "$group": {
-                            "_id": f"${fields.lock_kind}",
+                            "_id": {
+                                "$cond": [
+                                    {
+                                        "$in": [
+                                            f"${fields.lock_kind}",
+                                            [k.value for k in LOCK_KINDS],
+                                        ]
+                                    },
+                                    f"${fields.lock_kind}",
+                                    LockKind.LOCKED.value,
+                                ]
+                            },
                             "n": {"$sum": 1},
-                            "next_unlock": {"$min": f"${fields.next_use}"},
-                            "oldest_lock": {"$min": f"${fields.locked_at}"},
+                            "next_unlock": {"$min": _date_or_null(f"${fields.next_use}")},
+                            "oldest_lock": {"$min": _date_or_null(f"${fields.locked_at}")},
                         }
                     },
                 ],
-                "inactive": [{"$match": inactive}, {"$count": "n"}],
+                "inactive": [{"$match": inactive}, {"$group": {"_id": None, "n": {"$sum": 1}}}],
                 "totals": [
                     {
                         "$group": {
                             "_id": None,
                             "n": {"$sum": 1},
-                            "uses": {"$sum": f"${fields.count_use}"},
-                            "successes": {"$sum": f"${fields.count_success}"},
+                            "uses": {"$sum": _count(f"${fields.count_use}")},
+                            "successes": {"$sum": _count(f"${fields.count_success}")},
                         }
                     }
                 ],
@@ -59,12 +146,27 @@ def statistics_pipeline(
     ]
 
 
-def _count(rows: list[dict[str, Any]]) -> int:
-    return int(rows[0]["n"]) if rows else 0
+def as_count(value: object) -> int:
+    """The whole number a server sum came back as; 0 for anything that is not finite."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else 0
+    if isinstance(value, Decimal128):
+        try:
+            number = value.to_decimal()
+            return int(number) if number.is_finite() else 0
+        except (InvalidOperation, ValueError):
+            return 0
+    if isinstance(value, Decimal):
+        return int(value) if value.is_finite() else 0
+    return 0
 
 
-def _earliest(values: list[Any]) -> datetime | None:
-    instants = [as_utc(value) for value in values if isinstance(value, datetime)]
+def _earliest(values: list[object], load: Load) -> datetime | None:
+    instants = [load(value) for value in values if isinstance(value, datetime)]
     return min(instants) if instants else None
 
 
@@ -72,10 +174,10 @@ def _earliest(values: list[Any]) -> datetime | None:
 class PoolStatistics:
     """A pool's statistics at one instant.
 
-    With the default filter the states partition the pool: ``available +
-    in_use + locked + blocked + inactive + other == total``, where ``other``
-    counts documents no state describes (only possible with a custom
-    ``default_filter`` or a ``next_use`` that is not a date).
+    The states partition the pool: ``available + in_use + locked + blocked +
+    inactive + other == total``, where ``other`` counts documents no state
+    describes (a ``next_use`` that is not a date, or a custom
+    ``default_filter`` that leaves documents out).
     """
 
     total: int
@@ -103,25 +205,62 @@ class PoolStatistics:
         return max(0, self.total - parts)
 
     @classmethod
-    def from_result(cls, result: list[dict[str, Any]]) -> PoolStatistics:
-        """Build the statistics from the output of :func:`statistics_pipeline`."""
-        facets = result[0] if result else {}
-        by_kind = dict.fromkeys(LockKind.ALL, 0)
-        for row in facets.get("locked", []):
-            kind = row["_id"] if row["_id"] in by_kind else LockKind.LOCKED
-            by_kind[kind] += int(row["n"])
-        totals = facets.get("totals") or [{}]
+    def from_groups(cls, rows: Sequence[Mapping[str, Any]], load: Load) -> PoolStatistics:
+        """Build the statistics from the rows of :func:`grouped_pipeline`.
+
+        *load* turns stored instants into true ones.
+        """
+        counts = dict.fromkeys(State, 0)
+        locked_rows = []
+        uses = successes = 0
+        for row in rows:
+            name = row.get("_id")
+            state = State(name) if isinstance(name, str) and name in _STATES else State.OTHER
+            counts[state] += as_count(row.get("n"))
+            uses += as_count(row.get("uses"))
+            successes += as_count(row.get("successes"))
+            if state in (State.IN_USE, State.LOCKED, State.BLOCKED):
+                locked_rows.append(row)
         return cls(
-            total=int(totals[0].get("n", 0)),
-            available=_count(facets.get("available", [])),
+            total=sum(counts.values()),
+            available=counts[State.AVAILABLE],
+            in_use=counts[State.IN_USE],
+            locked=counts[State.LOCKED],
+            blocked=counts[State.BLOCKED],
+            inactive=counts[State.INACTIVE],
+            uses=uses,
+            successes=successes,
+            next_unlock=_earliest([row.get("next_unlock") for row in locked_rows], load),
+            oldest_lock=_earliest([row.get("oldest_lock") for row in locked_rows], load),
+        )
+
+    @classmethod
+    def from_facets(cls, result: Sequence[Mapping[str, Any]], load: Load) -> PoolStatistics:
+        """Build the statistics from the output of :func:`facet_pipeline`."""
+        facets: Mapping[str, Any] = result[0] if result else {}
+
+        def first(name: str) -> Mapping[str, Any]:
+            rows: list[Mapping[str, Any]] = facets.get(name) or [{}]
+            return rows[0]
+
+        by_kind = dict.fromkeys(LOCK_KINDS, 0)
+        locked_rows = facets.get("locked") or []
+        for row in locked_rows:
+            name = row.get("_id")
+            kind = LockKind(name) if isinstance(name, str) and name in _KINDS else LockKind.LOCKED
+            by_kind[kind] += as_count(row.get("n"))
+        totals = first("totals")
+        return cls(
+            total=as_count(totals.get("n", 0)),
+            available=as_count(first("available").get("n", 0)),
             in_use=by_kind[LockKind.IN_USE],
             locked=by_kind[LockKind.LOCKED],
             blocked=by_kind[LockKind.BLOCKED],
-            inactive=_count(facets.get("inactive", [])),
-            uses=int(totals[0].get("uses", 0)),
-            successes=int(totals[0].get("successes", 0)),
-            next_unlock=_earliest([row["next_unlock"] for row in facets.get("locked", [])]),
-            oldest_lock=_earliest([row["oldest_lock"] for row in facets.get("locked", [])]),
+            inactive=as_count(first("inactive").get("n", 0)),
+            uses=as_count(totals.get("uses", 0)),
+            successes=as_count(totals.get("successes", 0)),
+            next_unlock=_earliest([row.get("next_unlock") for row in locked_rows], load),
+            oldest_lock=_earliest([row.get("oldest_lock") for row in locked_rows], load),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -137,9 +276,9 @@ class PoolStatistics:
             "count_locked": self.unavailable,
             "count_total": self.total,
             "locked_by_kind": {
-                LockKind.IN_USE: self.in_use,
-                LockKind.LOCKED: self.locked,
-                LockKind.BLOCKED: self.blocked,
+                LockKind.IN_USE.value: self.in_use,
+                LockKind.LOCKED.value: self.locked,
+                LockKind.BLOCKED.value: self.blocked,
             },
             "sum_count_use": self.uses,
             "sum_count_success": self.successes,

@@ -306,13 +306,18 @@ async def test_ensure_indexes_creates_the_documented_keys(pool: MongoSessions) -
     again = await pool.ensure_indexes()
 
     info = await pool.index_information()
-    assert names == again == ["sessionpool_handout", "sessionpool_state"]
-    assert [("last_use", 1), ("next_use", 1), ("active", 1)] == [
-        tuple(key) for key in info["sessionpool_handout"]["key"]
+    assert names == again == ["sessionpool_order", "sessionpool_states"]
+    assert [("ready_at", 1), ("last_use", 1), ("next_use", 1), ("active", 1)] == [
+        tuple(key) for key in info["sessionpool_order"]["key"]
     ]
-    assert [("active", 1), ("next_use", 1)] == [
-        tuple(key) for key in info["sessionpool_state"]["key"]
-    ]
+    assert [
+        ("active", 1),
+        ("next_use", 1),
+        ("lock_kind", 1),
+        ("locked_at", 1),
+        ("count_use", 1),
+        ("count_success", 1),
+    ] == [tuple(key) for key in info["sessionpool_states"]["key"]]
 
 
 async def test_documents_written_by_the_seed_library_still_work(

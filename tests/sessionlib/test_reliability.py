@@ -18,7 +18,7 @@ from sessionlib import (
     ServerUnavailableError,
     SessionPoolError,
 )
-from sessionlib.driver import BACKOFF_CAP
+from sessionlib.backoff import RECONNECT
 from tests.support.documents import seed_pool
 from tests.support.faults import BlackholeProxy
 from tests.support.workers import assert_never_handed_out_twice, run_workers
@@ -56,7 +56,7 @@ def test_server_killed_and_restarted_under_load(tmp_path: Path, db_name: str) ->
             errors.update(r["errors"])
         assert errors, "the outage went unnoticed: the kill did not happen mid-run"
         assert set(errors) <= {"ServerUnavailableError", "OperationTimeoutError"}, errors
-        bound = (reconnects + 1) * timeout + reconnects * BACKOFF_CAP + 1.0
+        bound = (reconnects + 1) * timeout + reconnects * RECONNECT.cap + 1.0
         slowest = max(r["slowest"] for r in results)
         assert slowest < bound, f"an operation took {slowest:.1f} s (bound {bound:.1f} s)"
         assert all(r["ok_after_first_error"] > 0 for r in results), "a worker did not recover"

@@ -38,6 +38,16 @@ def drain_pool(
     return asyncio.run(_drain(url, db, collection, delay, barrier))
 
 
+def ended_hold(result: dict[str, Any], after: float) -> None:
+    """Record that this holder's own report ended its last hold, *after* s from now at most.
+
+    A success with delay 0 or a short lock may end a hold before the
+    ``next_use`` the hand-out wrote; another worker may then take it.
+    """
+    ended = (datetime.now(UTC) + timedelta(seconds=after)).isoformat()
+    result["handouts"][-1] = (*result["handouts"][-1][:4], ended)
+
+
 async def _churn(
     url: str,
     db: str,
@@ -103,17 +113,22 @@ async def _churn(
                         pass
                     elif rng.random() < 0.8:
                         step = "success"
-                        reply = await pool.session_success(
-                            {"_id": session["_id"]}, next_use_delay=0
-                        )
-                        ended = datetime.now(UTC).isoformat()
-                        result["handouts"][-1] = (*result["handouts"][-1][:4], ended)
+                        try:
+                            reply = await pool.session_success(
+                                {"_id": session["_id"]}, next_use_delay=0
+                            )
+                        finally:
+                            # Applied or not (a lost reply), the hold ends by now.
+                            ended_hold(result, 0.0)
                         if reply.modified_count == 1:
                             key = str(session["_id"])
                             result["acked"][key] = result["acked"].get(key, 0) + 1
                     else:
                         step = "lock"
-                        await pool.session_lock({"_id": session["_id"]}, {"seconds": 0.2})
+                        try:
+                            await pool.session_lock({"_id": session["_id"]}, {"seconds": 0.2})
+                        finally:
+                            ended_hold(result, 0.2)
                     if seen_error:
                         result["ok_after_first_error"] += 1
                 else:
@@ -169,8 +184,8 @@ def assert_never_handed_out_twice(results: list[dict[str, Any]]) -> int:
     for session_id, _, last_use, next_use, ended in handouts:
         held_until = datetime.fromisoformat(next_use)
         if ended is not None:
-            # The holder's success (delay 0) ended its own hold early: it holds
-            # until that report at the latest (read on the same machine's clock,
+            # The holder's own report ended its hold early: it holds until then
+            # at the latest (read on the same machine's clock as the server's,
             # so allow the millisecond BSON keeps).
             held_until = min(held_until, datetime.fromisoformat(ended) - timedelta(milliseconds=1))
         by_session.setdefault(session_id, []).append((datetime.fromisoformat(last_use), held_until))

@@ -1,0 +1,154 @@
+"""One client and the server's clock, shared by every pool that uses them.
+
+A :class:`Connector` is what ``connect()`` opens: it creates PyMongo's async
+client (or adopts one passed in, which stays its owner's), checks that the
+server answers, and keeps the :class:`~sessionlib.clock.ServerClock` fed
+with ``hello`` samples. Pools made from one
+:class:`~sessionlib.store.SessionStore`, and copies made by
+``with_collection``, share one connector.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from . import driver
+from .clock import ServerClock
+from .exceptions import ConfigurationError, NotConnectedError, SessionPoolError
+from .isphere import adapt
+from .logger import redact_url
+
+if TYPE_CHECKING:
+    from .options import PoolOptions
+
+__all__ = ["Connector"]
+
+log = logging.getLogger(__name__)
+
+
+class Connector:
+    """The client of one MongoDB deployment, and that deployment's clock.
+
+    Args:
+        mongo_url: Connection string; not needed when *client* is given.
+        client: An existing client to share; it stays the caller's (``close``
+            leaves it open).
+        options: Timeout, reconnect attempts, application name, client
+            options and clock settings.
+
+    Raises:
+        ConfigurationError: neither *mongo_url* nor *client* is given.
+    """
+
+    def __init__(
+        self,
+        mongo_url: str | None,
+        *,
+        client: driver.Client | None,
+        options: PoolOptions,
+    ) -> None:
+        if mongo_url is None and client is None:
+            raise adapt(
+                ConfigurationError("pass a MongoDB URL (mongo_url=...) or a client (client=...)")
+            )
+        self._mongo_url = mongo_url
+        self.options = options
+        self.owns_client = client is None
+        self._client = client
+        self.clock = ServerClock(
+            refresh=options.clock_sync_interval, warn_above=options.clock_skew_warning
+        )
+        self.closed = False
+
+    @property
+    def client(self) -> driver.Client:
+        """The client.
+
+        Raises:
+            NotConnectedError: :meth:`open` has not created it, or it was closed.
+        """
+        if self._client is None or self.closed:
+            raise NotConnectedError("the connection is closed; call 'await pool.connect()' first")
+        return self._client
+
+    @property
+    def has_server_clock(self) -> bool:
+        """Whether the server's clock can be read (not for in-process mongomock)."""
+        return self._client is not None and not driver.is_in_process(self._client)
+
+    async def open(self) -> None:
+        """Create the client if needed, check the server answers, and read its clock.
+
+        Raises:
+            ServerUnavailableError: the server did not answer within the
+                allowed reconnect attempts.
+            OperationTimeoutError: the check did not finish within the timeout.
+            PermissionDeniedError: the server refused the credentials.
+            ConfigurationError: the URL or a client option is invalid.
+        """
+        options = self.options
+        if self._client is None:
+            assert self._mongo_url is not None  # checked in __init__
+            self._client = driver.new_client(
+                self._mongo_url,
+                timeout=options.timeout,
+                app_name=options.app_name,
+                options=options.client_options,
+            )
+        self.closed = False
+        try:
+            await self.sync_clock(connecting=True)
+        except BaseException:
+            await self.close()
+            raise
+        log.debug("connected to %s", redact_url(self._mongo_url))
+
+    async def sync_clock(self, *, connecting: bool = False) -> None:
+        """Read the server's clock (one ``hello``); on mongomock, check it answers.
+
+        Raises:
+            SessionPoolError: the server failed (see :func:`sessionlib.driver.run`).
+        """
+        client = self.client
+        sample = await driver.run(
+            "ping" if connecting else "hello",
+            lambda: driver.read_server_time(client),
+            time_limit=self.options.timeout,
+            max_reconnect=self.options.max_allowed_reconnect,
+            retry=True,
+            connecting=connecting,
+        )
+        if sample is not None:
+            self.clock.add(sample)
+        elif not self.has_server_clock and connecting:
+            await driver.run(
+                "ping",
+                lambda: client.admin.command("ping"),
+                time_limit=self.options.timeout,
+                max_reconnect=self.options.max_allowed_reconnect,
+                retry=True,
+                connecting=True,
+            )
+
+    async def sync_clock_if_due(self) -> None:
+        """Read the server's clock again when the last reading is older than the interval.
+
+        A failure is left to the operation that follows, which meets the same
+        server: the older reading stays in use, with its error bound widened
+        by the time since.
+        """
+        if self.has_server_clock and self.clock.needs_sample():
+            try:
+                await self.sync_clock()
+            except SessionPoolError as exc:
+                log.debug("could not read the server's clock: %s", exc)
+
+    async def close(self) -> None:
+        """Close the client if this connector created it; safe to call more than once."""
+        if self.closed:
+            return
+        self.closed = True
+        client, self._client = self._client, (None if self.owns_client else self._client)
+        if self.owns_client and client is not None:
+            await driver.close_client(client)

@@ -1,0 +1,278 @@
+"""A connection to MongoDB that hands out pools: the connection-level object.
+
+Shaped like arq's ``create_pool``: one call connects, and everything else
+shares that connection::
+
+    store = await SessionStore.connect(MONGO_URL, timeout=5)
+    telegram = store.pool("pools", "telegram")          # no I/O
+    for key in await store.list_pools(["pools"]):       # discovery
+        stats = await store.pool(*key).statistics()
+    await store.close()
+
+The exporter, the admin CLI and the demo all use it; ``MongoSessions(url,
+db, collection)`` keeps working on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from . import driver
+from .client import MongoSessions
+from .clock import ServerClock
+from .connector import Connector
+from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_session, matches
+from .exceptions import ConfigurationError
+from .isphere import adapt
+from .logger import redact_url
+from .options import DEFAULT_MAX_ALLOWED_RECONNECT, DEFAULT_TIMEOUT, PoolOptions
+from .validation import check_database_name
+
+if TYPE_CHECKING:
+    from pymongo import WriteConcern
+    from pymongo.read_preferences import _ServerMode
+
+__all__ = ["SessionStore"]
+
+T = TypeVar("T")
+
+
+class SessionStore:
+    """One MongoDB client, its server clock, and the pools that share them.
+
+    Args:
+        mongo_url: MongoDB connection string; not needed when *client* is given.
+        client: An existing client to share; it stays the caller's.
+        timeout, max_allowed_reconnect, write_concern, read_preference,
+        stats_read_preference, app_name, client_options,
+        clock_sync_interval, clock_skew_warning: As for
+            :class:`~sessionlib.client.MongoSessions`; they apply to the
+            connection and to every pool.
+        pool_defaults: Other :class:`~sessionlib.client.MongoSessions`
+            arguments every :meth:`pool` gets unless it says otherwise
+            (``legacy_timezone="Europe/Moscow"``, ``next_use_delay=5``...).
+
+    Raises:
+        ConfigurationError: an argument is invalid.
+    """
+
+    def __init__(
+        self,
+        mongo_url: str | None = None,
+        *,
+        client: driver.Client | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_allowed_reconnect: int = DEFAULT_MAX_ALLOWED_RECONNECT,
+        write_concern: WriteConcern | None = None,
+        read_preference: _ServerMode | None = None,
+        stats_read_preference: _ServerMode | None = None,
+        app_name: str = "sessionpool",
+        client_options: Mapping[str, Any] | None = None,
+        clock_sync_interval: float = 60.0,
+        clock_skew_warning: float = 1.0,
+        **pool_defaults: Any,
+    ) -> None:
+        connection = {
+            "timeout": timeout,
+            "max_allowed_reconnect": max_allowed_reconnect,
+            "write_concern": write_concern,
+            "read_preference": read_preference,
+            "stats_read_preference": stats_read_preference,
+            "app_name": app_name,
+            "client_options": dict(client_options or {}),
+            "clock_sync_interval": clock_sync_interval,
+            "clock_skew_warning": clock_skew_warning,
+        }
+        try:
+            options = PoolOptions(
+                timeout=timeout,
+                max_allowed_reconnect=max_allowed_reconnect,
+                write_concern=write_concern,
+                read_preference=read_preference,
+                stats_read_preference=stats_read_preference,
+                app_name=app_name,
+                client_options=dict(client_options or {}),
+                clock_sync_interval=clock_sync_interval,
+                clock_skew_warning=clock_skew_warning,
+            )
+        except ConfigurationError as exc:
+            raise adapt(exc) from None
+        self._connection = connection
+        self._pool_defaults = pool_defaults
+        self._mongo_url = mongo_url
+        self._options = options
+        self._connector = Connector(mongo_url, client=client, options=options)
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"<SessionStore {redact_url(self._mongo_url)}>"
+
+    @classmethod
+    async def connect(cls, mongo_url: str | None = None, **settings: Any) -> Self:
+        """Create a store and connect it (see :meth:`open`).
+
+        Raises:
+            ConfigurationError: an argument is invalid.
+            ServerUnavailableError: the server did not answer.
+        """
+        return await cls(mongo_url, **settings).open()
+
+    async def open(self) -> Self:
+        """Connect: create the client if needed, check the server answers, read its clock.
+
+        Raises:
+            ServerUnavailableError: the server did not answer within the
+                allowed reconnect attempts.
+            OperationTimeoutError: the check did not finish within the timeout.
+            PermissionDeniedError: the server refused the credentials.
+            ConfigurationError: the URL or a client option is invalid.
+        """
+        if not self._opened or self._connector.closed:
+            if self._connector.closed:
+                client = None if self._connector.owns_client else self._connector.client
+                self._connector = Connector(self._mongo_url, client=client, options=self._options)
+            await self._connector.open()
+            self._opened = True
+        return self
+
+    @property
+    def client(self) -> driver.Client:
+        """The client every pool of this store uses."""
+        return self._connector.client
+
+    @property
+    def clock(self) -> ServerClock:
+        """The server's clock, as this store last read it."""
+        return self._connector.clock
+
+    @property
+    def mongo_url(self) -> str | None:
+        """The connection string with its password replaced by ``***``."""
+        return None if self._mongo_url is None else redact_url(self._mongo_url)
+
+    def pool(self, db: str, collection: str, **settings: Any) -> MongoSessions:
+        """Return the pool *db*.*collection* on this store's connection (no I/O).
+
+        *settings* are :class:`~sessionlib.client.MongoSessions` arguments
+        beyond the connection's, over the store's defaults.
+
+        Raises:
+            ConfigurationError: a name or setting is invalid.
+            NotConnectedError: the store is not connected.
+        """
+        pool = MongoSessions(
+            db=db,
+            collection=collection,
+            client=self.client,
+            **{**self._connection, **self._pool_defaults, **settings},
+        )
+        pool._attach(self._connector)
+        return pool
+
+    async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await driver.run(
+            operation,
+            call,
+            time_limit=self._options.timeout,
+            max_reconnect=self._options.max_allowed_reconnect,
+            retry=True,
+        )
+
+    async def ping(self) -> None:
+        """Check that the server answers, and read its clock (one command).
+
+        Raises:
+            SessionPoolError: it did not answer (see :mod:`sessionlib.exceptions`).
+        """
+        await self._connector.sync_clock()
+
+    async def list_databases(self) -> list[str]:
+        """Return the names of the server's databases, its own (admin, local, config) left out.
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        client = self.client
+        names = await self._run("list_database_names", lambda: client.list_database_names())
+        return sorted(name for name in names if name not in SYSTEM_DATABASES)
+
+    async def list_collections(
+        self,
+        databases: Sequence[str] | None = None,
+        *,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+    ) -> list[PoolKey]:
+        """Return the collections that may be pools, by name alone (no document read).
+
+        *databases* defaults to every database but the server's own; see
+        :func:`sessionlib.discovery.matches` for the patterns.
+
+        Raises:
+            ConfigurationError: a database name is invalid.
+            DatabaseError: the server failed.
+        """
+        names = list(databases) if databases else await self.list_databases()
+        include, exclude = list(include), list(exclude)
+        found: list[PoolKey] = []
+        for database in names:
+            try:
+                check_database_name(database, "database")
+            except ConfigurationError as exc:
+                raise adapt(exc) from None
+            db = self.client.get_database(database)
+            collections = await self._run("list_collection_names", db.list_collection_names)
+            found += [
+                key
+                for name in collections
+                if matches(key := PoolKey(database, name), include, exclude)
+            ]
+        return sorted(found)
+
+    async def is_pool(self, key: PoolKey) -> bool:
+        """Whether the collection *key* holds sessions (one document is read; empty counts).
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        collection = self.client.get_database(key.database)[key.collection]
+        sample = await self._run(
+            "find_one",
+            lambda: collection.find_one({}, projection=dict.fromkeys(SESSION_MARKERS, 1)),
+        )
+        return looks_like_session(sample)
+
+    async def list_pools(
+        self,
+        databases: Sequence[str] | None = None,
+        *,
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+    ) -> list[PoolKey]:
+        """Return the pools: the collections that pass the patterns and hold sessions.
+
+        Raises:
+            ConfigurationError: a database name is invalid.
+            DatabaseError: the server failed.
+        """
+        candidates = await self.list_collections(databases, include=include, exclude=exclude)
+        verdicts = await asyncio.gather(*(self.is_pool(key) for key in candidates))
+        return [key for key, verdict in zip(candidates, verdicts, strict=True) if verdict]
+
+    async def close(self) -> None:
+        """Close the client if this store created it; safe to call more than once."""
+        await self._connector.close()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

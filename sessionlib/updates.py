@@ -1,0 +1,184 @@
+"""The update documents of a hand-out and of every report, built without I/O.
+
+Each function returns what one ``update``/``findAndModify`` command sends, so
+the rules are tested without a server. Instants are passed in the pool's
+stored representation (see :mod:`sessionlib.storedtime`).
+
+Every write that changes whether a session can be handed out also moves its
+order key ``ready_at`` (see :mod:`sessionlib.indexes`). Counters are added
+with pipeline updates that read a counter which is not a number (written by
+another program) as 0, so one malformed document can never make hand-outs
+fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .clock import NEVER
+from .escalation import STRIKES, EscalationPolicy, number_or_zero
+from .fields import MongoFields
+from .states import LockKind
+
+__all__ = [
+    "FENCE",
+    "LEASE",
+    "Pipeline",
+    "activate",
+    "deactivate",
+    "hand_out",
+    "lock",
+    "order_key_changes",
+    "release",
+    "release_expired",
+    "requeue",
+    "success",
+]
+
+LEASE = "lease"
+"""Field holding the token of the current hand-out."""
+FENCE = "fence"
+"""Field counting the hand-outs of a session (monotonic: a fencing token for other systems)."""
+
+Pipeline = list[dict[str, Any]]
+
+
+def _literal(value: Any) -> dict[str, Any]:
+    # A value inside a pipeline update must never read as a field path or operator.
+    return {"$literal": value}
+
+
+def _hold(fields: MongoFields, kind: LockKind, now: datetime, until: datetime) -> dict[str, Any]:
+    return {
+        fields.next_use: _literal(until),
+        fields.ready_at: _literal(until),
+        fields.lock_kind: _literal(kind.value),
+        fields.locked_at: _literal(now),
+    }
+
+
+def hand_out(
+    fields: MongoFields, *, now: datetime, until: datetime, count_use: int, token: str
+) -> Pipeline:
+    """The hand-out: held until *until*, used now, ``count_use`` and the fence counted."""
+    count = f"${fields.count_use}"
+    return [
+        {
+            "$set": {
+                fields.last_use: _literal(now),
+                **_hold(fields, LockKind.IN_USE, now, until),
+                LEASE: _literal(token),
+                fields.count_use: {"$add": [number_or_zero(count), count_use]},
+                FENCE: {"$add": [number_or_zero(f"${FENCE}"), 1]},
+            }
+        }
+    ]
+
+
+def success(
+    fields: MongoFields,
+    *,
+    now: datetime,
+    until: datetime,
+    count_success: int,
+    escalation: EscalationPolicy | None,
+) -> Pipeline:
+    """A success: counted, held until *until*; with escalation, strikes decay."""
+    counter = f"${fields.count_success}"
+    changes: dict[str, Any] = {
+        **_hold(fields, LockKind.IN_USE, now, until),
+        fields.count_success: {"$add": [number_or_zero(counter), count_success]},
+    }
+    if escalation is not None:
+        changes[STRIKES] = escalation.decay_expression()
+    return [{"$set": changes}]
+
+
+def lock(fields: MongoFields, *, kind: LockKind, now: datetime, until: datetime) -> dict[str, Any]:
+    """A lock or block of *kind* until *until*."""
+    return {
+        "$set": {
+            fields.next_use: until,
+            fields.ready_at: until,
+            fields.lock_kind: kind.value,
+            fields.locked_at: now,
+        }
+    }
+
+
+def release(fields: MongoFields, *, now: datetime) -> dict[str, Any]:
+    """Available at once, whatever lock it had; it joins the queue now."""
+    return {
+        "$set": {fields.next_use: None, fields.ready_at: now},
+        "$unset": {fields.lock_kind: "", fields.locked_at: ""},
+    }
+
+
+def deactivate(fields: MongoFields) -> dict[str, Any]:
+    """Disabled for good: out of the hand-out's way for ever."""
+    return {"$set": {fields.active: False, fields.ready_at: NEVER}}
+
+
+def activate(fields: MongoFields, *, now: datetime) -> Pipeline:
+    """Enabled again; it joins the queue now, or when a lock it still has ends."""
+    return [
+        {
+            "$set": {
+                fields.active: True,
+                fields.ready_at: {"$max": [_literal(now), f"${fields.next_use}"]},
+            }
+        }
+    ]
+
+
+def release_expired(
+    fields: MongoFields, *, kind: LockKind, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The filter and update that tidy expired locks of *kind* (their order key stays)."""
+    return (
+        {fields.lock_kind: kind.value, fields.next_use: {"$lt": now}},
+        {"$set": {fields.next_use: None}, "$unset": {fields.lock_kind: "", fields.locked_at: ""}},
+    )
+
+
+def requeue(fields: MongoFields, *, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The filter and update that put back in the queue sessions changed by hand.
+
+    Such a session has no lock (``next_use`` cleared or past) and is active,
+    but its order key still says later (it was deactivated or locked when
+    someone edited it).
+    """
+    return (
+        {
+            fields.active: {"$ne": False},
+            fields.ready_at: {"$gt": now},  # the hand-out waits for keys up to now
+            "$or": [{fields.next_use: None}, {fields.next_use: {"$lt": now}}],
+        },
+        {"$set": {fields.ready_at: now}},
+    )
+
+
+def order_key_changes(
+    fields: MongoFields,
+    to_set: Mapping[str, Any],
+    to_unset: Mapping[str, Any],
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """What ``session_update`` must also set when it changes ``next_use`` or ``active``.
+
+    A payload that writes those fields by name keeps the order key true; one
+    that writes the key itself is left alone.
+    """
+    if fields.ready_at in to_set or fields.ready_at in to_unset:
+        return {}
+    if to_set.get(fields.active, True) is False:
+        return {fields.ready_at: NEVER}
+    if fields.next_use in to_set:
+        value = to_set[fields.next_use]
+        return {fields.ready_at: value if isinstance(value, datetime) else now}
+    if fields.next_use in to_unset or fields.active in to_set:
+        return {fields.ready_at: now}
+    return {}
