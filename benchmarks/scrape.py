@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter.config import Config
+from exporter.daemon import open_store
+from exporter.discovery import Discovery
 from exporter.refresh import Refresher
 from exporter.secantus import free_port
 from exporter.snapshot import State
@@ -50,8 +52,11 @@ async def refresh_cost(backend: Backend, report: Report, pools: int, repeat: int
     config = Config(
         mongo_url=backend.url, databases=(database.name,), concurrency=CONCURRENCY, pool_timeout=60
     )
-    refresher = Refresher(config, State(config.interval), client=backend.client)
-    await refresher.discover()
+    store = open_store(config, client=backend.client)
+    discovery = Discovery(store, config)
+    refresher = Refresher(store, discovery, State(config.interval), config)
+    await refresher.reach()
+    await discovery.run()
     assert backend.counter is not None
     backend.counter.reset()
     await refresher.refresh()
@@ -62,7 +67,7 @@ async def refresh_cost(backend: Backend, report: Report, pools: int, repeat: int
             f"commands per refresh of {pools} pools",
             len(backend.counter.names),
             "commands",
-            f"{pools} + 1 ping",
+            "1 per database + 1 ping",
         ),
     )
     semaphore = asyncio.Semaphore(CONCURRENCY)

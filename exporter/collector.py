@@ -15,12 +15,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 import sessionlib
+from sessionlib import State as SessionState
 
 from .snapshot import State
 
 __all__ = ["STATES", "SnapshotCollector"]
 
-STATES = ("available", "in_use", "locked", "blocked", "inactive", "other")
+STATES = tuple(state.value for state in SessionState)
 """Values of the ``state`` label of ``sessionpool_sessions``; they partition a pool."""
 
 POOL_LABELS = ["database", "collection"]
@@ -154,6 +155,14 @@ class SnapshotCollector(Collector):
             "Configured time between two refreshes.",
             value=self.state.interval,
         )
+        if snapshot.clock_offset is not None:
+            yield GaugeMetricFamily(
+                "sessionpool_clock_offset_seconds",
+                "The MongoDB server's clock minus the exporter's, as last measured; sessionpool "
+                "decides on the server's clock, so this shows how far local clocks drift. "
+                f"{every}",
+                value=snapshot.clock_offset,
+            )
         info = InfoMetricFamily(
             "sessionpool_build",
             "Versions of the exporter, the MongoDB driver and Python.",

@@ -1,4 +1,14 @@
-"""The exporter's lifecycle: start everything, serve until told to stop, stop cleanly."""
+"""The exporter's lifecycle: start everything, serve until told to stop, stop cleanly.
+
+Data flows one way::
+
+    Discovery ──pools──▶ Refresher ──Snapshot──▶ State ──▶ collector ──▶ /metrics
+                             ▲
+    AutoRelease ──totals─────┘
+
+The scheduler runs the three jobs; the HTTP server reads the published
+snapshot from its own threads and never touches MongoDB.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +20,39 @@ from dataclasses import replace
 
 from prometheus_client import CollectorRegistry
 
+from sessionlib import SessionStore
+from sessionlib.driver import Client
 from sessionlib.logger import redact_url
 
 from .collector import SnapshotCollector
 from .config import Config
 from .demo import DEMO_DATABASE, DEMO_POOLS
+from .discovery import Discovery
 from .embedded import EmbeddedDemo
 from .refresh import Refresher
+from .release import AutoRelease
 from .scheduler import JobTracker, build_scheduler
 from .server import MetricsServer, make_app
 from .snapshot import State
 
-__all__ = ["SHUTDOWN_GRACE", "Exporter"]
+__all__ = ["SHUTDOWN_GRACE", "Exporter", "open_store"]
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0
 """Seconds in-flight jobs get to finish after a stop is requested, before they are cancelled."""
+
+
+def open_store(config: Config, client: Client | None = None) -> SessionStore:
+    """The exporter's connection to MongoDB, not opened yet (the first refresh opens it)."""
+    return SessionStore(
+        config.mongo_url,
+        client=client,
+        timeout=config.pool_timeout,
+        max_allowed_reconnect=0,  # the next scheduled run is the retry
+        app_name="sessionpool-exporter",
+        legacy_timezone=config.legacy_timezone,
+    )
 
 
 class Exporter:
@@ -74,7 +100,7 @@ class Exporter:
             # Demo data only: releasing its expired locks shows that metric moving too.
             config = replace(config, mongo_url=url, auto_release=True)
         server: MetricsServer | None = None
-        refresher: Refresher | None = None
+        store = open_store(config)
         try:
             server = MetricsServer(
                 config, make_app(self.state, self.registry, config, self.wall_clock)
@@ -89,9 +115,19 @@ class Exporter:
                 if config.auto_release
                 else "",
             )
-            refresher = Refresher(config, self.state, wall_clock=self.wall_clock)
+            discovery = Discovery(store, config)
+            release = (
+                AutoRelease(store, config, lambda: self.state.snapshot)
+                if config.auto_release
+                else None
+            )
+            refresher = Refresher(
+                store, discovery, self.state, config, release=release, wall_clock=self.wall_clock
+            )
             tracker = JobTracker()
-            scheduler = build_scheduler(config, refresher, tracker)
+            scheduler = build_scheduler(
+                config, refresher=refresher, discovery=discovery, release=release, tracker=tracker
+            )
             scheduler.start()
             await stop.wait()
             log.info("stopping")
@@ -103,8 +139,7 @@ class Exporter:
                 )
             scheduler.shutdown(wait=False)
         finally:
-            if refresher is not None:
-                await refresher.close()
+            await store.close()
             if server is not None:
                 server.stop()
             if demo is not None:

@@ -22,7 +22,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sessionlib import MongoSessions, SessionPoolError
+from sessionlib import MongoSessions, SessionPoolError, SessionStore
 from sessionlib.logger import redact_url
 
 __all__ = ["DEMO_DATABASE", "DEMO_POOLS", "DemoTraffic", "main"]
@@ -65,7 +65,7 @@ class DemoTraffic:
         self.traffic = traffic
         self.random = random.Random(seed)
         self._tasks: list[asyncio.Task[None]] = []
-        self._pool: MongoSessions | None = None
+        self._store: SessionStore | None = None
 
     async def start(self) -> None:
         """Create missing demo pools and start the workers.
@@ -73,20 +73,19 @@ class DemoTraffic:
         Raises:
             SessionPoolError: the server could not be used.
         """
-        pool = await MongoSessions(
-            self.mongo_url, db=DEMO_DATABASE, collection="telegram", app_name="sessionpool-demo"
-        ).connect()
-        self._pool = pool
+        store = await SessionStore.connect(self.mongo_url, app_name="sessionpool-demo")
+        self._store = store
+        pools = {name: store.pool(DEMO_DATABASE, name) for name in DEMO_POOLS}
         try:
             for name, size in DEMO_POOLS.items():
-                await self._fill(pool.with_collection(name), name, size)
+                await self._fill(pools[name], name, size)
         except BaseException:
             await self.stop()
             raise
         if self.traffic:
-            for name in DEMO_POOLS:
-                self._tasks.append(asyncio.create_task(self._worker(pool.with_collection(name))))
-            self._tasks.append(asyncio.create_task(self._activator(pool)))
+            for pool in pools.values():
+                self._tasks.append(asyncio.create_task(self._worker(pool)))
+            self._tasks.append(asyncio.create_task(self._activator(list(pools.values()))))
 
     async def _fill(self, pool: MongoSessions, name: str, size: int) -> None:
         present = await pool.count_documents({})
@@ -117,12 +116,11 @@ class DemoTraffic:
                 log.debug("demo worker on %s: %s", pool.collection_name, exc)
                 await asyncio.sleep(1)
 
-    async def _activator(self, pool: MongoSessions) -> None:
+    async def _activator(self, pools: list[MongoSessions]) -> None:
         # Revives disabled sessions now and then, as an activator service would.
         while True:
             await asyncio.sleep(self.random.uniform(20, 40))
-            for name in DEMO_POOLS:
-                target = pool.with_collection(name)
+            for target in pools:
                 with contextlib.suppress(SessionPoolError):
                     for session in await target.find(
                         filter={"active": False}, projection={"_id": 1}
@@ -135,9 +133,9 @@ class DemoTraffic:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
 
 
 async def _run(mongo_url: str) -> None:

@@ -8,7 +8,6 @@ scrape, and it only ever reads the published snapshot.
 from __future__ import annotations
 
 import base64
-import binascii
 import gzip
 import hmac
 import html
@@ -49,7 +48,13 @@ LANDING = """<!doctype html>
 
 
 def readiness(state: State, stale_after: float, now: float) -> tuple[bool, str]:
-    """Return whether the exporter is ready, and why (or why not)."""
+    """Return whether the exporter is ready, and why (or why not).
+
+    Ready means: a refresh finished recently and MongoDB answered it. A pool
+    that fails is the pool's problem, shown by its error counter: it does not
+    make the exporter unready, which would hide every other pool's metrics
+    from a Kubernetes service.
+    """
     snapshot = state.snapshot
     if snapshot.taken_at == 0:
         return False, "no refresh has finished yet"
@@ -58,10 +63,9 @@ def readiness(state: State, stale_after: float, now: float) -> tuple[bool, str]:
     age = now - snapshot.taken_at
     if age > stale_after:
         return False, f"the last refresh finished {age:.0f} s ago (limit {stale_after:g} s)"
-    failed = len(snapshot.pools) - len(snapshot.statistics)
-    if failed:
-        return False, f"{failed} pool(s) failed at the last refresh"
-    return True, f"ok: {len(snapshot.pools)} pool(s), refreshed {age:.0f} s ago"
+    failed = len(snapshot.failed)
+    failing = f", {failed} failing" if failed else ""
+    return True, f"ok: {len(snapshot.pools)} pool(s){failing}, refreshed {age:.0f} s ago"
 
 
 class RenderCache:
@@ -115,7 +119,7 @@ def _authorized(environ: Environ, user: str, password: str) -> bool:
         given_user, _, given_password = (
             base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
         )
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error too; non-ASCII headers
         return False
     # Compare both in constant time, and always both, to leak nothing by timing.
     user_ok = hmac.compare_digest(given_user.encode(), user.encode())
@@ -134,6 +138,21 @@ def make_app(
     cache = RenderCache(state, registry)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            body = route(environ, start_response)
+            if environ.get("REQUEST_METHOD") == "HEAD":
+                # Headers only: drain and drop the body, keep its Content-Length.
+                for _ in body:
+                    pass
+                return []
+            return body
+        except Exception:
+            # A bug, not the client's doing: say so in the log, where JSON logs
+            # keep it on one line, and answer 500 without details.
+            log.exception("error serving %s", environ.get("PATH_INFO", "/"))
+            return _text(start_response, "500 Internal Server Error", "internal error\n")
+
+    def route(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in {"GET", "HEAD"}:
@@ -165,7 +184,7 @@ def make_app(
             if compress:
                 headers.append(("Content-Encoding", "gzip"))
             start_response("200 OK", headers)
-            return [] if method == "HEAD" else [body]
+            return [body]
         if path == "/":
             snapshot = state.snapshot
             body = LANDING.format(
@@ -186,6 +205,10 @@ def make_app(
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog. socketserver's default of 5 makes a burst of scrapes
+    # (many Prometheus servers, or a dashboard reloading) wait for SYN
+    # retransmits: seconds, past Prometheus's scrape timeout.
+    request_queue_size = 1024
     ssl_context: ssl.SSLContext | None = None
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -224,11 +247,28 @@ class _Handler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
+    def get_stderr(self) -> Any:
+        # wsgiref prints the tracebacks of failed responses (a client that
+        # went away mid-answer) to stderr; keep them in the log, at debug.
+        return _DebugLog()
+
     def handle(self) -> None:
         try:
             super().handle()
         except (OSError, ssl.SSLError) as exc:
             log.debug("connection from %s dropped: %s", self.client_address[0], exc)
+
+
+class _DebugLog:
+    """A text stream that sends what is written to it to the log at debug level."""
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            log.debug("%s", text.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 class MetricsServer:

@@ -127,6 +127,16 @@ def translate(exc: BaseException, operation: str) -> SessionPoolError:
     never includes passwords in them.
     """
     message = f"{operation} failed: {exc}"
+    if isinstance(exc, pymongo.errors.BulkWriteError):
+        # Say which document of the batch the server refused, and why.
+        first = (exc.details.get("writeErrors") or [{}])[0]
+        duplicate = first.get("code") == 11000
+        error: DatabaseError = (DuplicateSessionError if duplicate else DatabaseError)(
+            f"{operation} failed: {first.get('errmsg', exc)}"
+        )
+        index = first.get("index")
+        error.index = index if isinstance(index, int) else None
+        return error
     if isinstance(exc, pymongo.errors.DuplicateKeyError):
         return DuplicateSessionError(message)
     if isinstance(

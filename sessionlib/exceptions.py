@@ -102,7 +102,14 @@ class NoSessionAvailableError(SessionPoolError):
 
 
 class DatabaseError(SessionPoolError):
-    """The MongoDB server or driver reported an error; the driver's error is ``__cause__``."""
+    """The MongoDB server or driver reported an error; the driver's error is ``__cause__``.
+
+    Attributes:
+        index: For a write of several documents, the position of the one the
+            server refused, when it says; otherwise ``None``.
+    """
+
+    index: int | None = None
 
 
 class ServerUnavailableError(DatabaseError):

@@ -30,7 +30,17 @@ from bson import Decimal128, MinKey
 
 from .states import LOCK_KINDS, Fields, LockKind, State, is_date_expression, state_expression
 
-__all__ = ["PoolStatistics", "facet_pipeline", "grouped_pipeline", "index_match"]
+__all__ = [
+    "POOL_FIELD",
+    "PoolStatistics",
+    "facet_pipeline",
+    "grouped_pipeline",
+    "index_match",
+    "union_pipeline",
+]
+
+POOL_FIELD = "_pool"
+"""The field that names each row's pool in :func:`union_pipeline`'s output."""
 
 Filter = dict[str, Any]
 Load = Callable[[datetime], datetime]
@@ -94,9 +104,42 @@ def grouped_pipeline(
                 "successes": {"$sum": _count(f"${fields.count_success}")},
                 "next_unlock": {"$min": _date_or_null(f"${fields.next_use}")},
                 "oldest_lock": {"$min": _date_or_null(f"${fields.locked_at}")},
+                "expired": {"$sum": {"$cond": [_expired_lock(fields, instant), 1, 0]}},
             }
         }
     )
+    return stages
+
+
+def _expired_lock(fields: StatisticsFields, instant: datetime) -> dict[str, Any]:
+    """True for a lock sessionlib wrote that has ended but is not tidied yet."""
+    next_use = f"${fields.next_use}"
+    return {
+        "$and": [
+            {"$in": [f"${fields.lock_kind}", _KIND_NAMES]},
+            is_date_expression(next_use),
+            {"$lt": [next_use, instant]},
+        ]
+    }
+
+
+def union_pipeline(
+    fields: StatisticsFields,
+    instant: datetime,
+    collections: Sequence[str],
+    *,
+    match: Filter | None = None,
+) -> list[dict[str, Any]]:
+    """The statistics of several pools of one database in one command.
+
+    Run on the first of *collections*; each row carries its pool's name in
+    :data:`POOL_FIELD`. A pool with no rows is empty.
+    """
+    first, *rest = collections
+    stages = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: first}}]
+    for name in rest:
+        branch = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: name}}]
+        stages.append({"$unionWith": {"coll": name, "pipeline": branch}})
     return stages
 
 
@@ -192,6 +235,8 @@ class PoolStatistics:
     """When the earliest locked session becomes available again, or ``None``."""
     oldest_lock: datetime | None
     """When the oldest current lock was set (sessions locked by sessionlib only), or ``None``."""
+    expired: int = 0
+    """Locks that have ended but whose fields ``release_expired_locks`` would tidy."""
 
     @property
     def unavailable(self) -> int:
@@ -212,13 +257,14 @@ class PoolStatistics:
         """
         counts = dict.fromkeys(State, 0)
         locked_rows = []
-        uses = successes = 0
+        uses = successes = expired = 0
         for row in rows:
             name = row.get("_id")
             state = State(name) if isinstance(name, str) and name in _STATES else State.OTHER
             counts[state] += as_count(row.get("n"))
             uses += as_count(row.get("uses"))
             successes += as_count(row.get("successes"))
+            expired += as_count(row.get("expired"))
             if state in (State.IN_USE, State.LOCKED, State.BLOCKED):
                 locked_rows.append(row)
         return cls(
@@ -232,6 +278,7 @@ class PoolStatistics:
             successes=successes,
             next_unlock=_earliest([row.get("next_unlock") for row in locked_rows], load),
             oldest_lock=_earliest([row.get("oldest_lock") for row in locked_rows], load),
+            expired=expired,
         )
 
     @classmethod

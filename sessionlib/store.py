@@ -16,7 +16,9 @@ db, collection)`` keeps working on its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -25,11 +27,12 @@ from .client import MongoSessions
 from .clock import ServerClock
 from .connector import Connector
 from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_session, matches
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
 from .options import DEFAULT_MAX_ALLOWED_RECONNECT, DEFAULT_TIMEOUT, PoolOptions
-from .validation import check_database_name
+from .stats import POOL_FIELD, PoolStatistics, index_match, union_pipeline
+from .validation import check_database_name, check_offset
 
 if TYPE_CHECKING:
     from pymongo import WriteConcern
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["SessionStore"]
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class SessionStore:
@@ -103,9 +108,11 @@ class SessionStore:
         self._connection = connection
         self._pool_defaults = pool_defaults
         self._mongo_url = mongo_url
+        self._given_client = client
         self._options = options
         self._connector = Connector(mongo_url, client=client, options=options)
         self._opened = False
+        self._union_failures: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<SessionStore {redact_url(self._mongo_url)}>"
@@ -132,16 +139,26 @@ class SessionStore:
         """
         if not self._opened or self._connector.closed:
             if self._connector.closed:
-                client = None if self._connector.owns_client else self._connector.client
-                self._connector = Connector(self._mongo_url, client=client, options=self._options)
+                self._connector = Connector(
+                    self._mongo_url, client=self._given_client, options=self._options
+                )
             await self._connector.open()
             self._opened = True
         return self
 
     @property
     def client(self) -> driver.Client:
-        """The client every pool of this store uses."""
+        """The client every pool of this store uses.
+
+        Raises:
+            NotConnectedError: the store is not connected.
+        """
         return self._connector.client
+
+    @property
+    def connected(self) -> bool:
+        """Whether :meth:`open` succeeded and :meth:`close` has not been called since."""
+        return self._opened and not self._connector.closed
 
     @property
     def clock(self) -> ServerClock:
@@ -261,6 +278,100 @@ class SessionStore:
         candidates = await self.list_collections(databases, include=include, exclude=exclude)
         verdicts = await asyncio.gather(*(self.is_pool(key) for key in candidates))
         return [key for key, verdict in zip(candidates, verdicts, strict=True) if verdict]
+
+    async def statistics(
+        self,
+        keys: Sequence[PoolKey],
+        *,
+        offset: float = 0,
+        concurrency: int = 16,
+        time_limit: float | None = None,
+    ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
+        """Return the statistics of many pools: one command per database.
+
+        Each database's pools are read by one aggregation (``$unionWith``
+        of each pool's statistics). Should that command fail, its pools are
+        read one by one, *concurrency* at a time, so a pool that fails
+        (malformed beyond reading, dropped meanwhile, refused) fails alone:
+        its entry is the error instead of the statistics. *time_limit* bounds
+        each command (default: the store's timeout, times the rounds the
+        one-by-one reading would take).
+
+        Raises:
+            InvalidInputError: *offset* is invalid.
+        """
+        shift = check_offset("offset", offset)
+        by_database: dict[str, list[str]] = {}
+        for key in keys:
+            by_database.setdefault(key.database, []).append(key.collection)
+        semaphore = asyncio.Semaphore(concurrency)
+        results: dict[PoolKey, PoolStatistics | SessionPoolError] = {}
+        in_process = driver.is_in_process(self.client)  # mongomock has no $unionWith
+        for database, collections in by_database.items():
+            rounds = -(-len(collections) // concurrency)
+            limit = time_limit or self._options.timeout * max(1, rounds)
+            try:
+                if in_process:
+                    found = await self._one_by_one(database, collections, offset, semaphore)
+                else:
+                    found = await self._database_statistics(database, collections, shift, limit)
+            except SessionPoolError as exc:
+                if database not in self._union_failures:
+                    self._union_failures.add(database)
+                    log.warning(
+                        "statistics of the pools of %s in one command failed (%s); "
+                        "reading them one by one while it fails",
+                        database,
+                        exc,
+                    )
+                found = await self._one_by_one(database, collections, offset, semaphore)
+            else:
+                self._union_failures.discard(database)
+            results.update(found)
+        return results
+
+    async def _database_statistics(
+        self, database: str, collections: list[str], shift: timedelta, limit: float
+    ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
+        prototype = self.pool(database, collections[0])
+        await prototype._sync_clock()
+        instant = prototype._store(prototype.clock() + shift)
+        pipeline = union_pipeline(prototype, instant, collections, match=index_match(prototype))
+        collection = prototype._stats_sessions
+        assert collection is not None
+
+        async def run() -> list[dict[str, Any]]:
+            cursor = await driver.resolve(collection.aggregate(pipeline))
+            rows: list[dict[str, Any]] = await cursor.to_list(None)
+            return rows
+
+        rows = await driver.run("aggregate", run, time_limit=limit, max_reconnect=0, retry=True)
+        by_pool: dict[str, list[dict[str, Any]]] = {name: [] for name in collections}
+        for row in rows:
+            name = row.get(POOL_FIELD)
+            if isinstance(name, str) and name in by_pool:
+                by_pool[name].append(row)
+        load = prototype.options.stored_time.load
+        return {
+            PoolKey(database, name): PoolStatistics.from_groups(pool_rows, load)
+            for name, pool_rows in by_pool.items()
+        }
+
+    async def _one_by_one(
+        self, database: str, collections: list[str], offset: float, semaphore: asyncio.Semaphore
+    ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
+        async def one(name: str) -> PoolStatistics | SessionPoolError:
+            async with semaphore:
+                try:
+                    return await self.pool(database, name).statistics(offset)
+                except SessionPoolError as exc:
+                    return exc
+
+        outcomes = await asyncio.gather(*(one(name) for name in collections))
+        return {
+            PoolKey(database, name): outcome
+            for name, outcome in zip(collections, outcomes, strict=True)
+        }
 
     async def close(self) -> None:
         """Close the client if this store created it; safe to call more than once."""

@@ -1,26 +1,70 @@
 """Sessions in and out as JSON lines: parsing, validating, redacting.
 
 Lines are MongoDB Extended JSON (``{"$date": ...}``, ``{"$oid": ...}``), so an
-export imports back unchanged (with ``--reveal``). The whole input is checked
-before anything is written: one bad line and nothing is imported.
+export imports back unchanged (with ``--reveal``). Every line is parsed and
+checked before anything is written, and a bad one is named by its number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import bson.errors
 from bson import json_util
 from bson.json_util import JSONMode, JSONOptions
 
 from .exceptions import InvalidPayloadError
 from .validation import check_document
 
-__all__ = ["REDACTED", "ParsedLine", "dump_line", "get_path", "parse_lines", "redact"]
+__all__ = [
+    "CLEAR_FIELDS",
+    "REDACTED",
+    "ParsedLine",
+    "dump_line",
+    "get_path",
+    "parse_lines",
+    "redact",
+]
 
 REDACTED = "***"
 _JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
+
+CLEAR_FIELDS = frozenset(
+    {
+        "_id",
+        "active",
+        "next_use",
+        "last_use",
+        "ready_at",
+        "count_use",
+        "count_success",
+        "created",
+        "lock_kind",
+        "locked_at",
+        "fence",
+        "strikes",
+        "strikes_since",
+    }
+)
+"""Top-level fields a redacted export shows: the pool's bookkeeping. Every other
+value (the ``session`` payload, the lease token, any field another program
+added) is replaced by ``***``."""
+
+# What Extended JSON parsing raises on malformed input: bad wrapper values
+# ({"$oid": 5} is a TypeError), bad numbers and dates, dates out of range
+# (InvalidBSON), and nesting too deep for the parser (RecursionError).
+_PARSE_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+    bson.errors.BSONError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +75,11 @@ class ParsedLine:
     document: dict[str, Any]
 
 
-def get_path(document: dict[str, Any], path: str) -> Any:
+def get_path(document: Mapping[str, Any], path: str) -> Any:
     """Return the value at dotted *path* of *document*, or ``None``."""
     value: Any = document
     for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if not isinstance(value, Mapping) or part not in value:
             return None
         value = value[part]
     return value
@@ -47,8 +91,9 @@ def parse_lines(lines: Iterable[bytes], key: str | None) -> Iterator[ParsedLine]
     Each needs a value at the dotted *key* unless *key* is ``None``.
 
     Raises:
-        InvalidPayloadError: a line is not UTF-8, not a JSON object, holds
-            unsafe field names, or lacks *key*; the message names the line.
+        InvalidPayloadError: a line is not UTF-8, not a JSON object, not valid
+            Extended JSON, holds unsafe field names, nests too deep, or lacks
+            *key*; the message names the line.
     """
     for number, raw in enumerate(lines, start=1):
         try:
@@ -59,8 +104,9 @@ def parse_lines(lines: Iterable[bytes], key: str | None) -> Iterator[ParsedLine]
             continue
         try:
             document = json_util.loads(text, json_options=_JSON)
-        except ValueError as exc:
-            raise InvalidPayloadError(f"line {number}: not valid JSON: {exc}") from None
+        except _PARSE_ERRORS as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise InvalidPayloadError(f"line {number}: not valid JSON: {reason:.200}") from None
         if not isinstance(document, dict):
             raise InvalidPayloadError(f"line {number}: a session must be a JSON object")
         try:
@@ -72,21 +118,22 @@ def parse_lines(lines: Iterable[bytes], key: str | None) -> Iterator[ParsedLine]
         yield ParsedLine(number, document)
 
 
-def redact(document: dict[str, Any], field: str = "session") -> dict[str, Any]:
-    """Return *document* with every value inside *field* replaced by ``***`` (keys kept)."""
-
-    def hide(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: hide(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [hide(v) for v in value]
-        return REDACTED
-
-    if field not in document:
-        return document
-    return {**document, field: hide(document[field])}
+def _hide(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _hide(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide(v) for v in value]
+    return REDACTED
 
 
-def dump_line(document: dict[str, Any]) -> str:
+def redact(document: Mapping[str, Any], clear: frozenset[str] = CLEAR_FIELDS) -> dict[str, Any]:
+    """Return *document* with every value outside the *clear* fields replaced by ``***``.
+
+    Keys are kept, so the shape of a payload stays visible.
+    """
+    return {key: value if key in clear else _hide(value) for key, value in document.items()}
+
+
+def dump_line(document: Mapping[str, Any]) -> str:
     """Return *document* as one line of relaxed Extended JSON."""
     return json_util.dumps(document, json_options=_JSON, ensure_ascii=False)

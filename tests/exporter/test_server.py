@@ -128,7 +128,10 @@ def test_readiness() -> None:
     state = State(interval)
     assert (False, "no refresh has finished yet") == readiness(state, 45, TAKEN_AT)
     state.snapshot = fixed_snapshot()
-    assert (False, "1 pool(s) failed at the last refresh") == readiness(state, 45, TAKEN_AT + 1)
+    # A failing pool is that pool's problem (its error counter): still ready.
+    assert (True, "ok: 2 pool(s), 1 failing, refreshed 1 s ago") == readiness(
+        state, 45, TAKEN_AT + 1
+    )
     state.snapshot = replace(fixed_snapshot(), pools=fixed_snapshot().pools[1:])
     assert (True, "ok: 1 pool(s), refreshed 1 s ago") == readiness(state, 45, TAKEN_AT + 1)
     ready, reason = readiness(state, 45, TAKEN_AT + 46)
@@ -137,9 +140,13 @@ def test_readiness() -> None:
     assert (False, "MongoDB did not answer at the last refresh") == readiness(state, 45, TAKEN_AT)
 
 
-def test_readyz_answers_503_when_not_ready(plain: MetricsServer) -> None:
-    status, _, body = get(plain.url + "/readyz")
-    assert (503, "1 pool(s) failed at the last refresh\n") == (status, body)
+def test_readyz_answers_503_when_not_ready() -> None:
+    server = serve(Config(mongo_url="mongodb://x", port=0), replace(fixed_snapshot(), up=False))
+    try:
+        status, _, body = get(server.url + "/readyz")
+    finally:
+        server.stop()
+    assert (503, "MongoDB did not answer at the last refresh\n") == (status, body)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -173,7 +180,8 @@ def test_basic_auth_accepts_the_right_credentials_and_leaves_probes_open(
 ) -> None:
     assert 200 == get(with_auth.url + "/metrics", headers=basic("prom", SECRET))[0]
     assert 200 == get(with_auth.url + "/healthz")[0]
-    assert 503 == get(with_auth.url + "/readyz")[0]  # no credentials needed, reason only
+    status, _, body = get(with_auth.url + "/readyz")  # no credentials needed, reason only
+    assert (200, "ok: 2 pool(s), 1 failing, refreshed 1 s ago\n") == (status, body)
 
 
 def test_tls(tmp_path: Path) -> None:

@@ -1,0 +1,91 @@
+"""Auto-release: tidy expired locks on a schedule, and count them.
+
+Off by default, because it writes. It visits only pools that the last refresh
+saw with expired locks, and only after checking, one listing per database,
+that their collections still exist: an update never brings back a collection
+someone dropped (SecantusDB creates a collection on an update; MongoDB does
+not). The counts it keeps are published by the next refresh, which alone
+writes the snapshot.
+
+Two exporters may release the same pool at once: each session's update is
+atomic and matches only expired locks, so each lock is released once, by one
+of them, and their counters add up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from types import MappingProxyType
+
+from sessionlib import SessionPoolError, SessionStore
+from sessionlib.discovery import PoolKey
+
+from .config import Config
+from .snapshot import Released, Snapshot
+
+__all__ = ["AutoRelease"]
+
+log = logging.getLogger(__name__)
+
+
+class AutoRelease:
+    """Releases expired locks and keeps the running totals.
+
+    Args:
+        store: The connection to MongoDB.
+        config: Concurrency and the per-pool time limit.
+        latest: Returns the latest published snapshot (which pools have
+            expired locks).
+    """
+
+    def __init__(self, store: SessionStore, config: Config, latest: Callable[[], Snapshot]) -> None:
+        self.store = store
+        self.config = config
+        self.latest = latest
+        self._totals: dict[tuple[PoolKey, str], int] = {}
+
+    @property
+    def totals(self) -> Released:
+        """Locks released since start, per pool and lock kind."""
+        return MappingProxyType(dict(self._totals))
+
+    async def run(self) -> dict[PoolKey, dict[str, int]]:
+        """Release expired locks where the last refresh saw some; return what was released."""
+        snapshot = self.latest()
+        wanted = [key for key, stats in snapshot.statistics.items() if stats.expired > 0]
+        if not wanted or not snapshot.up:
+            return {}
+        existing = await self._existing(wanted)
+        semaphore = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(key: PoolKey) -> dict[str, int] | None:
+            async with semaphore:
+                try:
+                    async with asyncio.timeout(self.config.pool_timeout):
+                        return await self.store.pool(*key).release_expired_locks()
+                except (SessionPoolError, TimeoutError) as exc:
+                    log.warning("releasing expired locks in %s failed: %s", key, exc or "timeout")
+                    return None
+
+        outcomes = await asyncio.gather(*(one(key) for key in existing))
+        released = {
+            key: outcome for key, outcome in zip(existing, outcomes, strict=True) if outcome
+        }
+        for key, by_kind in released.items():
+            for kind, count in by_kind.items():
+                self._totals[(key, kind)] = self._totals.get((key, kind), 0) + count
+        total = sum(sum(by_kind.values()) for by_kind in released.values())
+        if total:
+            log.debug("released %d expired lock(s)", total)
+        return released
+
+    async def _existing(self, keys: list[PoolKey]) -> list[PoolKey]:
+        databases = sorted({key.database for key in keys})
+        try:
+            present = set(await self.store.list_collections(databases))
+        except SessionPoolError as exc:
+            log.warning("auto-release skipped: listing the pools failed: %s", exc)
+            return []
+        return [key for key in keys if key in present]

@@ -1,0 +1,206 @@
+"""What each ``sessionpool`` command does, on a connected store."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ..client import MongoSessions
+from ..discovery import PoolKey
+from ..exceptions import SessionPoolError
+from ..states import State, state_filter, state_of
+from ..stats import PoolStatistics
+from ..store import SessionStore
+from ..transfer import dump_line, parse_lines, redact
+from .importing import import_lines
+from .output import Output, table
+from .parser import NotFoundError, UsageError, parse_id, parse_period, split_pool
+
+__all__ = ["COMMANDS"]
+
+Command = Callable[[SessionStore, Any, Output], Awaitable[None]]
+
+
+def _pool(store: SessionStore, args: Any) -> MongoSessions:
+    database, collection = split_pool(args.pool)
+    assert collection is not None
+    return store.pool(database, collection)
+
+
+def _read_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return Path(path).open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+async def cmd_add(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    text = args.document if args.document is not None else sys.stdin.read()
+    lines = list(parse_lines([text.encode("utf-8")], key=None))
+    if len(lines) != 1:
+        raise UsageError("add takes exactly one JSON object")
+    result = await pool.add(lines[0].document)
+    out.result(f"added session {result.inserted_id!r}", {"inserted_id": result.inserted_id})
+
+
+async def cmd_import(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    with _read_input(args.file) as source:
+        inserted, skipped = await import_lines(pool, source, args.key, progress=not args.json)
+    out.result(
+        f"imported {inserted} session(s); {skipped} already present",
+        {"inserted": inserted, "skipped": skipped},
+    )
+
+
+def _query(pool: MongoSessions, state: str | None) -> dict[str, Any]:
+    if state is None:
+        return {}
+    return state_filter(pool, State(state), pool.options.stored_time.store(pool.clock()))
+
+
+async def cmd_export(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    for document in await pool.find(filter=_query(pool, args.state), sort=[("_id", 1)]):
+        out.stream.write(dump_line(document if args.reveal else redact(document)) + "\n")
+
+
+async def cmd_list(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    documents = await pool.find(
+        filter=_query(pool, args.state), sort=[("_id", 1)], limit=args.limit
+    )
+    now = pool.clock()
+    rows = []
+    for raw in documents:
+        doc = pool._normalize(raw)
+        rows.append(
+            {
+                "_id": doc["_id"],
+                "state": state_of(doc, now, pool).value,
+                "next_use": doc.get(pool.next_use),
+                "last_use": doc.get(pool.last_use),
+                "count_use": doc.get(pool.count_use, 0),
+                "count_success": doc.get(pool.count_success, 0),
+            }
+        )
+    headers = ["_id", "state", "next_use", "last_use", "uses", "successes"]
+    human = table(headers, [list(row.values()) for row in rows]) if rows else "no sessions"
+    out.result(human, rows)
+
+
+def _stats_row(key: PoolKey, stats: PoolStatistics) -> dict[str, Any]:
+    return {
+        "pool": str(key),
+        "total": stats.total,
+        "available": stats.available,
+        "in_use": stats.in_use,
+        "locked": stats.locked,
+        "blocked": stats.blocked,
+        "inactive": stats.inactive,
+        "other": stats.other,
+        "uses": stats.uses,
+        "successes": stats.successes,
+        "next_unlock": stats.next_unlock,
+    }
+
+
+async def _pools_of(store: SessionStore, target: str) -> tuple[list[PoolKey], bool]:
+    database, collection = split_pool(target, allow_database=True)
+    if collection is not None:
+        return [PoolKey(database, collection)], True
+    return await store.list_pools([database]), False
+
+
+async def cmd_stats(store: SessionStore, args: Any, out: Output) -> None:
+    keys, single = await _pools_of(store, args.pool)
+    if single:
+        rows = [_stats_row(keys[0], await store.pool(*keys[0]).statistics())]
+    else:
+        found = await store.statistics(keys)
+        rows = []
+        for key in keys:
+            outcome = found[key]
+            if isinstance(outcome, SessionPoolError):
+                raise outcome
+            rows.append(_stats_row(key, outcome))
+    headers = list(rows[0]) if rows else []
+    human = table(headers, [list(r.values()) for r in rows]) if rows else "no pools"
+    out.result(human, rows[0] if single else rows)
+
+
+async def cmd_migrate(store: SessionStore, args: Any, out: Output) -> None:
+    keys, single = await _pools_of(store, args.pool)
+    rows = []
+    for key in keys:
+        outcome = await store.pool(*key).migrate()
+        rows.append({"pool": str(key), **outcome})
+    human = "\n".join(
+        f"{row['pool']}: {row['order_keys']} session(s) given an order key"
+        + (
+            f"; dropped index(es) {', '.join(row['dropped_indexes'])}"
+            if row["dropped_indexes"]
+            else ""
+        )
+        for row in rows
+    )
+    out.result(human or "no pools", rows[0] if single else rows)
+
+
+async def _each_id(
+    store: SessionStore,
+    args: Any,
+    out: Output,
+    verb: str,
+    action: Callable[[MongoSessions, dict[str, Any]], Awaitable[Any]],
+) -> None:
+    pool = _pool(store, args)
+    ids = [parse_id(text, args.id_type) for text in args.ids]
+    missing = []
+    for session_id in ids:
+        result = await action(pool, {"_id": session_id})
+        count = getattr(result, "matched_count", getattr(result, "deleted_count", 0))
+        if not count:
+            missing.append(session_id)
+    done = len(ids) - len(missing)
+    out.result(f"{verb} {done} session(s)", {verb: done, "missing": missing})
+    if missing:
+        raise NotFoundError(f"no session with _id {', '.join(map(repr, missing))}")
+
+
+def _ids(
+    verb: str, action: Callable[[MongoSessions, dict[str, Any], Any], Awaitable[Any]]
+) -> Command:
+    async def command(store: SessionStore, args: Any, out: Output) -> None:
+        period = parse_period(getattr(args, "period", None))
+        await _each_id(store, args, out, verb, lambda pool, s: action(pool, s, period))
+
+    return command
+
+
+async def cmd_ensure_indexes(store: SessionStore, args: Any, out: Output) -> None:
+    names = await _pool(store, args).ensure_indexes()
+    out.result(f"indexes present: {', '.join(names)}", {"indexes": names})
+
+
+COMMANDS: dict[str, Command] = {
+    "add": cmd_add,
+    "import": cmd_import,
+    "export": cmd_export,
+    "list": cmd_list,
+    "stats": cmd_stats,
+    "migrate": cmd_migrate,
+    "ensure-indexes": cmd_ensure_indexes,
+    "lock": _ids("locked", lambda pool, s, period: pool.session_lock(s, period)),
+    "block": _ids("blocked", lambda pool, s, period: pool.session_block(s, period)),
+    "release": _ids("released", lambda pool, s, _: pool.session_release(s)),
+    "activate": _ids("activated", lambda pool, s, _: pool.session_activate(s)),
+    "deactivate": _ids("deactivated", lambda pool, s, _: pool.session_inactive(s)),
+    "delete": _ids("deleted", lambda pool, s, _: pool.session_delete(s)),
+}
+"""Each command's coroutine, by name."""
