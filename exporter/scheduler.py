@@ -42,16 +42,23 @@ class JobTracker:
         self._overrun: set[str] = set()
         self.stopping = False
 
-    def track(self, name: str, func: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
-        """Return a job that runs *func* as *name*, unless a run of *name* is still going."""
+    def track(
+        self, name: str, interval: float, func: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[None]]:
+        """Return a job that runs *func* as *name*, unless a run of *name* is still going.
+
+        The first run found still going is logged; the next are not, until a
+        run ends within *interval* seconds again.
+        """
 
         async def job() -> None:
             if name in self.running:
                 if name not in self._overrun:
+                    # Once per episode: an outage makes every run overrun.
                     self._overrun.add(name)
                     log.warning(
                         "the %s job has been running for %.1f s, longer than its interval; "
-                        "runs are skipped until it ends",
+                        "runs are skipped while it overruns",
                         name,
                         self._monotonic() - self._started[name],
                     )
@@ -59,7 +66,7 @@ class JobTracker:
             task = asyncio.current_task()
             assert task is not None
             self.running[name] = task
-            self._started[name] = self._monotonic()
+            self._started[name] = started = self._monotonic()
             try:
                 await func()
             except asyncio.CancelledError:
@@ -68,13 +75,9 @@ class JobTracker:
                 log.info("stopped the %s job, still running at shutdown", name)
             finally:
                 del self.running[name]
-                if name in self._overrun:
-                    self._overrun.discard(name)
-                    log.info(
-                        "the %s job ended after %.1f s",
-                        name,
-                        self._monotonic() - self._started[name],
-                    )
+            if name in self._overrun and self._monotonic() - started < interval:
+                self._overrun.discard(name)
+                log.info("the %s job runs within its interval again", name)
 
         job.__name__ = name
         return job
@@ -112,7 +115,7 @@ def build_scheduler(
         job_id: str, seconds: float, first: datetime, func: Callable[[], Awaitable[Any]]
     ) -> None:
         scheduler.add_job(
-            tracker.track(job_id, func),
+            tracker.track(job_id, seconds, func),
             "interval",
             seconds=seconds,
             id=job_id,

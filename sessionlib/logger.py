@@ -42,6 +42,8 @@ def redact_url(url: str | None) -> str:
     """
     if url is None:
         return "<none>"
+    # Secrets in the options first: a password there may hold an '@' too.
+    url = _QUERY_SECRET.sub(r"\g<key>***", url)
     span = _credentials(url)
     if span is not None:
         start, at = span
@@ -50,7 +52,7 @@ def redact_url(url: str | None) -> str:
         if colon or not _USER.fullmatch(userinfo):
             shown = f"{user}:***" if colon and _USER.fullmatch(user) else "***"
             url = url[:start] + shown + url[at:]
-    return _QUERY_SECRET.sub(r"\g<key>***", url)
+    return url
 
 
 def url_password(url: str | None) -> list[str]:

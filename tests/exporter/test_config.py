@@ -98,6 +98,19 @@ BAD = [
     (["--embedded"], None),  # valid: embedded without a URL
     (["--embedded", "--mongo-url", URL], "--embedded starts its own server"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    # Settings that would let the exporter start and then fail at every refresh.
+    (["--interval", "1e-300"], "--interval must be at least 0.1 seconds, not 1e-300"),
+    (["--pool-timeout", "1e9"], "--pool-timeout must be at most 3600 seconds, not 1e+09"),
+    (
+        ["--mongo-url", "mongodb://"],
+        "--mongo-url mongodb:// is not valid: Must provide at least one",
+    ),
+    (["--mongo-url", "mongodb+srv://"], "--mongo-url mongodb+srv:// names no host"),
+    (["--mongo-url", "mongodb://h/?w=-5"], "The value of w must be a non negative integer"),
+    (["--database", "bad$db"], "--database: database 'bad$db' is not a valid database name"),
+    (["--database", "a.b"], "is not a valid database name: it holds '.'"),
+    (["--active-offset", "1e12"], "--active-offset must be at most a year"),
+    (["--legacy-timezone", "Mars/Olympus"], "--legacy-timezone: unknown time zone 'Mars/Olympus'"),
 ]
 
 
@@ -137,6 +150,34 @@ def test_invalid_file(tmp_path: Path, content: str, message: str) -> None:
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(["--config", str(file)], environ={})
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    file = tmp_path / "latin1.yaml"
+    file.write_bytes("interval: 5 # \xe9t\xe9\n".encode("latin-1"))
+
+    with pytest.raises(ConfigError, match=re.escape(f"--config: {file} is not UTF-8 text")):
+        load_config(["--config", str(file)], environ={})
+
+
+@pytest.mark.parametrize("key", ["mongo_url", "interval", "database", "auto_release"])
+def test_a_setting_without_a_value_in_the_file_says_so(tmp_path: Path, key: str) -> None:
+    file = tmp_path / "null.yaml"
+    file.write_text(f"{key}:\n")
+
+    with pytest.raises(ConfigError, match="has no value; remove it or give one"):
+        load_config(["--config", str(file)], environ={})
+
+
+def test_every_setting_comes_from_one_table() -> None:
+    from exporter.config import SETTINGS, _parser
+
+    flags = {action.dest for action in _parser()._actions if action.dest not in ("help", "config")}
+
+    assert {setting.name for setting in SETTINGS} == flags
+    assert {setting.name for setting in SETTINGS} >= set(Config.__dataclass_fields__) - {
+        "basic_auth_password"
+    }
 
 
 def test_invalid_environment_value_names_the_variable() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import Binary, Decimal128, Int64
 from pymongo import MongoClient
 
 from exporter.secantus import SecantusServer
@@ -327,3 +328,84 @@ def test_embedded_default_serves_demo_metrics_and_exits_cleanly(tmp_path: Path) 
     assert "embedded demo" in first_lines[0]
     assert f"http://127.0.0.1:{exporter.port}/metrics" in first_lines[1]
     assert [] == _processes_mentioning(str(demo_dir)), "a child process was left behind"
+
+
+def malformed_documents(now: datetime) -> list[dict[str, Any]]:
+    """Documents other programs might write, one malformation each."""
+    return [
+        session(0, count_use=float("nan")),
+        session(1, count_use=float("inf"), count_success=Decimal128("2.5")),
+        session(2, count_use=Decimal128("NaN")),
+        session(3, lock_kind={"why": "dict"}, next_use=now + timedelta(hours=1)),
+        session(4, lock_kind=["list"], next_use=now + timedelta(hours=1)),
+        session(5, next_use="tomorrow"),
+        session(6, last_use=None, count_use="many", fence=[1]),
+        session(7, locked_at="then", next_use=now + timedelta(hours=2), lock_kind="locked"),
+        session(8, count_use=Int64(7), session={"user_id": Int64(2**62)}),
+        {"_id": 9, "session": {"nested": [[[[1]]]]}, "next_use": Binary(b"\x00")},
+    ]
+
+
+def test_malformed_documents_blind_neither_their_pool_nor_the_others(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    mongo["bad"].insert_many(malformed_documents(now))
+    mongo["good"].insert_many([session(n) for n in range(4)])
+    args = ["--mongo-url", wire_url, "--database", db_name, "--interval", "0.5"]
+
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+        samples = exporter.wait_for_sample(
+            lambda s: pools_in(s) == {"bad", "good"}, 30, "both pools"
+        )
+        assert 1 == samples[("sessionpool_up", frozenset())]
+        assert (200, 0.0) == (
+            exporter.get("/readyz")[0],
+            pool_value(samples, "sessionpool_refresh_errors_total", db_name, "bad"),
+        )
+        bad = {
+            state: pool_value(samples, "sessionpool_sessions", db_name, "bad", state=state)
+            for state in STATES
+        }
+        # 5 and 9 have a next_use that is no date: "other"; 3 and 4 (a dict and
+        # a list for a kind) count as locked, as 7 does; the rest are available.
+        expected = {"available": 5, "locked": 3, "other": 2}
+        assert {state: expected.get(state, 0) for state in STATES} == bad
+        # Only finite counters are summed: 7 (and nothing from NaN, inf, "many").
+        assert 7 == pool_value(samples, "sessionpool_session_uses_total", db_name, "bad")
+        assert 4 == pool_value(samples, "sessionpool_sessions", db_name, "good", state="available")
+        assert 0 == exporter.stop()
+    assert "Traceback" not in exporter.log()
+
+
+def test_pools_that_appear_between_refreshes_never_make_readyz_unready(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    mongo["first"].insert_many([session(n) for n in range(2)])
+    args = [
+        "--mongo-url",
+        wire_url,
+        "--database",
+        db_name,
+        "--interval",
+        "1",
+        "--discovery-interval",
+        "0.1",
+    ]
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+        exporter.wait_for(lambda: exporter.get("/readyz")[0] == 200, 30, "ready")
+        answers: list[int] = []
+        for number in range(6):
+            mongo[f"new{number}"].insert_one(session(0))
+            deadline = time.monotonic() + 0.4
+            while time.monotonic() < deadline:
+                answers.append(exporter.get("/readyz")[0])
+                time.sleep(0.01)
+        samples = exporter.wait_for_sample(
+            lambda s: len(pools_in(s)) == 7, 30, "every new pool refreshed"
+        )
+        assert 0 == exporter.stop()
+
+    assert len(answers) > 50
+    assert {200} == set(answers)
+    assert 1 == pool_value(samples, "sessionpool_sessions", db_name, "new5", state="available")

@@ -142,3 +142,23 @@ def test_load_eight_processes_and_two_hundred_pools(
         f"{durations[-1]:.2f} s (interval {interval:g} s)"
     )
     assert 8 * 1000 == handouts
+
+
+def test_overruns_are_logged_once_and_a_stop_mid_refresh_logs_no_traceback(
+    hanging: tuple[SecantusServer, BlackholeProxy], db_name: str, tmp_path: Path
+) -> None:
+    server, proxy = hanging
+    seed_pool(server.url, db_name, "pool", 3)
+    args = ["--mongo-url", proxy.url, "--database", db_name, "--interval", "0.2"]
+    args += ["--pool-timeout", "2.5", "--discovery-interval", "0.2"]
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+        exporter.wait_for_sample(up_is(1), 30, "up")
+        proxy.blackhole()  # each refresh now waits 2.5 s: a dozen intervals
+        time.sleep(6)  # two overrunning refreshes, then a stop in the third
+        assert 0 == exporter.stop()  # while a refresh is running
+
+    log = exporter.log()
+    assert 1 == log.count("the refresh job has been running for"), log
+    assert "maximum number of running instances" not in log
+    assert "Traceback" not in log
+    assert " ERROR " not in log

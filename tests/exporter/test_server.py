@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import socket
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -247,3 +249,89 @@ def test_slow_and_hostile_clients_do_not_block_scrapes(plain: MetricsServer) -> 
     finally:
         for sock in idle:
             sock.close()
+
+
+def raw_request(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/readyz", "/", "/missing"])
+def test_head_answers_carry_headers_and_no_body(plain: MetricsServer, path: str) -> None:
+    request = f"HEAD {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode()
+
+    head, _, body = raw_request(plain.port, request).partition(b"\r\n\r\n")
+
+    assert b"" == body
+    assert b"Content-Length: " in head
+    assert 0 < int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+
+
+def test_a_non_ascii_authorization_header_is_a_plain_401(
+    with_auth: MetricsServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    request = "GET /metrics HTTP/1.0\r\nAuthorization: Basic ключ\r\n\r\n".encode()
+
+    answer = raw_request(with_auth.port, request)
+
+    assert answer.startswith(b"HTTP/1.0 401")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_an_error_while_serving_is_a_500_in_the_log_not_on_stderr(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    class Broken:
+        def collect(self) -> Any:
+            raise RuntimeError("collector bug")
+
+    state = State(15)
+    state.snapshot = fixed_snapshot()
+    registry = CollectorRegistry()
+    registry.register(Broken())  # type: ignore[arg-type]
+    config = Config(mongo_url="mongodb://x", port=0)
+    server = MetricsServer(config, make_app(state, registry, config))
+    server.start()
+    try:
+        status, _, body = get(server.url + "/metrics")
+    finally:
+        server.stop()
+
+    assert (500, "internal error\n") == (status, body)
+    assert any("collector bug" in str(r.exc_info) for r in caplog.records if r.exc_info)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_two_hundred_concurrent_scrapes_are_all_answered_within_a_second(
+    plain: MetricsServer,
+) -> None:
+    # Connections opened at once, as Prometheus servers and dashboards may:
+    # a short listen backlog makes some wait a second or more for a SYN retry.
+    async def scrape(start: asyncio.Event) -> float:
+        await start.wait()
+        began = time.monotonic()
+        async with asyncio.timeout(20):
+            reader, writer = await asyncio.open_connection("127.0.0.1", plain.port)
+            writer.write(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            answer = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        assert answer.startswith(b"HTTP/1.0 200")
+        return time.monotonic() - began
+
+    async def burst() -> list[float]:
+        start = asyncio.Event()
+        tasks = [asyncio.create_task(scrape(start)) for _ in range(200)]
+        await asyncio.sleep(0.1)
+        start.set()
+        return await asyncio.gather(*tasks)
+
+    durations = asyncio.run(burst())
+
+    assert 200 == len(durations)
+    assert max(durations) < 1.0, f"slowest {max(durations):.2f} s"

@@ -1,0 +1,217 @@
+"""Documents as they come back from MongoDB, malformed every way, through every public call.
+
+Generated documents hold every type the driver returns (Int64, Decimal128,
+NaN and infinite floats, Binary, nested arrays and documents, naive and
+aware dates, missing fields) in every field sessionlib reads. Over the real
+wire protocol, each call must return within its timeout, and never raise
+anything but a ``SessionPoolError``; in fact malformed data makes none of
+them fail at all. A call about one session must change nothing but that
+session, and the exporter must still publish every other pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from bson import Binary, Decimal128, Int64, ObjectId
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from pymongo import MongoClient
+
+from exporter.config import Config
+from exporter.daemon import open_store
+from exporter.discovery import Discovery
+from exporter.refresh import Refresher
+from exporter.snapshot import PoolKey, State
+from sessionlib import (
+    Lock,
+    MongoSessions,
+    NoSessionAvailableError,
+    PoolStatistics,
+    SessionPoolError,
+)
+
+pytestmark = pytest.mark.wire
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+TIME_LIMIT = 10.0
+
+# What a BSON document can hold: no lone surrogates, no "$", "." or NUL in names.
+characters = st.characters(blacklist_categories=("Cs",))
+keys = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="$.\x00"),
+    min_size=1,
+    max_size=5,
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1).map(Int64),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1.5", "-0", "1E+400"]).map(Decimal128),
+    st.text(characters, max_size=6),
+    st.binary(max_size=6).map(Binary),
+    st.builds(ObjectId),
+    st.sampled_from(
+        [
+            NOW - timedelta(hours=1),
+            NOW + timedelta(hours=1),
+            NOW.replace(tzinfo=None) + timedelta(hours=3),  # naive, as the seed wrote
+            datetime(1, 1, 1, tzinfo=UTC),
+            datetime(9999, 1, 1, tzinfo=UTC),
+        ]
+    ),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=6,
+)
+PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
+    "active": st.sampled_from([True, False]),
+    "next_use": st.sampled_from([None, NOW - timedelta(minutes=1), NOW + timedelta(minutes=5)]),
+    "last_use": st.sampled_from([None, NOW - timedelta(hours=2)]),
+    "count_use": st.integers(0, 10),
+    "count_success": st.integers(0, 10),
+    "lock_kind": st.sampled_from(["in_use", "locked", "blocked"]),
+    "locked_at": st.just(NOW - timedelta(minutes=1)),
+    "ready_at": st.sampled_from([NOW - timedelta(minutes=1), NOW + timedelta(minutes=5)]),
+    "lease": st.just("abc"),
+    "fence": st.integers(0, 5),
+    "strikes": st.integers(0, 6),
+    "strikes_since": st.just(NOW - timedelta(hours=1)),
+    "created": st.just(NOW - timedelta(days=1)),
+    "session": st.dictionaries(keys, scalars, max_size=2),
+}
+documents = st.fixed_dictionaries(
+    {}, optional={name: st.one_of(plausible, values) for name, plausible in PLAUSIBLE.items()}
+)
+
+Call = Callable[[MongoSessions], Awaitable[Any]]
+TARGET = {"_id": 0}
+
+# Calls about the target session only: nothing else may change.
+TARGETED: dict[str, Call] = {
+    "session_success": lambda p: p.session_success(dict(TARGET)),
+    "session_lock": lambda p: p.session_lock(dict(TARGET), {"minutes": 5}),
+    "session_lock_escalated": lambda p: p.session_lock(dict(TARGET)),
+    "session_block": lambda p: p.session_block(dict(TARGET)),
+    "session_release": lambda p: p.session_release(dict(TARGET)),
+    "session_inactive": lambda p: p.session_inactive(dict(TARGET)),
+    "session_activate": lambda p: p.session_activate(dict(TARGET)),
+    # A top-level field: a dotted path into a "session" that is no document
+    # is the caller's mistake, which the server refuses, writing nothing.
+    "session_update": lambda p: p.session_update(dict(TARGET), {"note": 1}),
+}
+
+
+async def lease_body(pool: MongoSessions) -> None:
+    async with pool.lease(on_error={KeyError: Lock()}):
+        pass
+
+
+# Hand-outs: at most the one session handed out may change.
+HAND_OUTS: dict[str, Call] = {
+    "get_session": lambda p: p.get_session(),
+    "acquire": lambda p: p.acquire(),
+    "lease": lease_body,
+}
+# Reads: nothing may change.
+READS: dict[str, Call] = {
+    "count_active": lambda p: p.count_active(),
+    "get_sessions": lambda p: p.get_sessions(),
+    "statistics": lambda p: p.statistics(),
+    "aggregate_statistics": lambda p: p.aggregate_statistics(),
+    "next_available_at": lambda p: p.next_available_at(),
+}
+
+
+def changed(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> set[Any]:
+    old = {doc["_id"]: doc for doc in before}
+    new = {doc["_id"]: doc for doc in after}
+    return {key for key in old.keys() | new.keys() if repr(old.get(key)) != repr(new.get(key))}
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batch=st.lists(documents, min_size=1, max_size=5))
+# The case that stopped every hand-out of its pool: never used, so first in
+# line, with counters no $inc could add to.
+@example(batch=[{"last_use": None, "count_use": "x", "fence": [1], "count_success": None}])
+@example(batch=[{"lock_kind": {"a": 1}, "next_use": NOW + timedelta(hours=1)}, {"count_use": 1.5}])
+def test_every_call_survives_malformed_documents(
+    wire_url: str, db_name: str, batch: list[dict[str, Any]]
+) -> None:
+    client: MongoClient[dict[str, Any]] = MongoClient(wire_url, tz_aware=True)
+    database = client[db_name]
+    bad = f"bad_{uuid.uuid4().hex[:8]}"
+    database[bad].insert_many([{**doc, "_id": number} for number, doc in enumerate(batch)])
+    if "good" not in database.list_collection_names():
+        database["good"].insert_many([{"_id": n, "session": {}} for n in range(2)])
+
+    def read() -> list[dict[str, Any]]:
+        return list(database[bad].find().sort("_id", 1))
+
+    async def scenario() -> list[str]:
+        problems: list[str] = []
+        from sessionlib import EscalationPolicy
+
+        async with MongoSessions(
+            wire_url, db=db_name, collection=bad, timeout=5, max_allowed_reconnect=0
+        ) as pool:
+            groups = [(TARGETED, {0}), (HAND_OUTS, None), (READS, set())]
+            for group, allowed in groups:
+                for name, call in group.items():
+                    pool.escalation = EscalationPolicy() if name.endswith("escalated") else None
+                    before = read()
+                    try:
+                        async with asyncio.timeout(TIME_LIMIT):
+                            await call(pool)
+                    except NoSessionAvailableError:
+                        pass  # the lease, when no session is available: as promised
+                    except SessionPoolError as exc:
+                        # Still the library's error, but malformed data must
+                        # not make a hand-out, a read or a report fail.
+                        problems.append(f"{name} failed: {type(exc).__name__}: {exc}")
+                    except TimeoutError:
+                        problems.append(f"{name} did not finish within {TIME_LIMIT:g} s")
+                    except Exception as exc:
+                        problems.append(f"{name} raised {type(exc).__name__}: {exc}")
+                    touched = changed(before, read())
+                    limit = allowed if allowed is not None else touched if len(touched) <= 1 else {}
+                    if not touched <= set(limit):
+                        problems.append(f"{name} changed sessions {sorted(touched, key=repr)}")
+            released = await pool.release_expired_locks()
+            assert set(released) == {"in_use", "locked", "blocked"}
+        config = Config(mongo_url=wire_url, databases=(db_name,), pool_timeout=5)
+        store = open_store(config)
+        refresher = Refresher(store, Discovery(store, config), State(1), config)
+        snapshot = await refresher.refresh()
+        outcomes = await store.statistics([PoolKey(db_name, bad), PoolKey(db_name, "good")])
+        await refresher.close()
+        good = PoolKey(db_name, "good")
+        if not snapshot.up or good not in snapshot.statistics:
+            problems.append("the exporter did not publish the good pool")
+        elif (2, 2) != (snapshot.statistics[good].total, snapshot.statistics[good].available):
+            problems.append(f"the good pool reads {snapshot.statistics[good]}")
+        for key, outcome in outcomes.items():
+            if not isinstance(outcome, PoolStatistics | SessionPoolError):
+                problems.append(f"statistics of {key}: {outcome!r}")
+        return problems
+
+    try:
+        problems = asyncio.run(scenario())
+    finally:
+        database.drop_collection(bad)
+        client.close()
+    assert [] == problems, f"documents {batch!r}"
