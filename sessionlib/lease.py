@@ -49,6 +49,7 @@ __all__ = [
     "Block",
     "Deactivate",
     "Lease",
+    "LeaseReport",
     "LeasingPool",
     "Lock",
     "OnError",
@@ -118,12 +119,27 @@ class Report(Protocol):
         ...
 
 
-OnError = Mapping[ErrorTypes, Report]
-"""Exception types (or tuples of them) mapped to the report each deserves."""
+OnError = Mapping[Any, Report]
+"""Exception types (or tuples of them) mapped to the report each deserves.
+
+The keys are typed loosely because a mapping's key type is invariant: a dict
+literal of exception classes would not pass for ``type[BaseException]`` keys.
+:func:`check_on_error` checks them when the lease is created.
+"""
+
+
+class LeaseReport:
+    """Base of the built-in reports, so a mapping of several kinds has one value type."""
+
+    __slots__ = ()
+
+    async def apply(self, lease: Lease) -> UpdateResult:
+        """Report it through *lease*."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
-class Lock:
+class Lock(LeaseReport):
     """Lock the session for *period* (a timedelta-keyword dict; default: the pool's)."""
 
     period: dict[str, float] | None = None
@@ -134,7 +150,7 @@ class Lock:
 
 
 @dataclass(frozen=True, slots=True)
-class Block:
+class Block(LeaseReport):
     """Block the session for *period* (default: the pool's ``block_time``)."""
 
     period: dict[str, float] | None = None
@@ -145,7 +161,7 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
-class Deactivate:
+class Deactivate(LeaseReport):
     """Disable the session for good (``active=False``)."""
 
     async def apply(self, lease: Lease) -> UpdateResult:
@@ -154,7 +170,7 @@ class Deactivate:
 
 
 @dataclass(frozen=True, slots=True)
-class Release:
+class Release(LeaseReport):
     """Make the session available again at once."""
 
     async def apply(self, lease: Lease) -> UpdateResult:
@@ -263,7 +279,7 @@ class Lease(Mapping[str, Any]):
         return result
 
 
-def check_on_error(on_error: object) -> dict[ErrorTypes, Report]:
+def check_on_error(on_error: object) -> dict[Any, Report]:
     """Return *on_error* as a dict after checking every entry.
 
     Raises:
@@ -276,7 +292,7 @@ def check_on_error(on_error: object) -> dict[ErrorTypes, Report]:
         raise InvalidInputError(
             f"on_error must map exception types to reports, not {type(on_error).__name__}"
         )
-    checked: dict[ErrorTypes, Report] = {}
+    checked: dict[Any, Report] = {}
     for types, report in on_error.items():
         members = types if isinstance(types, tuple) else (types,)
         if not members or not all(
@@ -293,7 +309,7 @@ def check_on_error(on_error: object) -> dict[ErrorTypes, Report]:
     return checked
 
 
-def report_for(on_error: Mapping[ErrorTypes, Report], error: BaseException) -> Report | None:
+def report_for(on_error: OnError, error: BaseException) -> Report | None:
     """Return the report mapped to *error*'s type: the first entry it is an instance of."""
     for types, report in on_error.items():
         if isinstance(error, types):
@@ -353,7 +369,7 @@ async def hold_lease(
     hold: float | None,
     count_use: int,
     wait: float | None,
-    on_error: Mapping[ErrorTypes, Report],
+    on_error: OnError,
     success_delay: float | None,
 ) -> AsyncIterator[Lease]:
     """The context manager behind :meth:`MongoSessions.lease` (arguments already checked)."""

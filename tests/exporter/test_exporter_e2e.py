@@ -18,6 +18,7 @@ from pymongo import MongoClient
 from exporter.secantus import SecantusServer
 from tests.support.documents import session
 from tests.support.exporter_process import ExporterProcess, Samples, pool_value, up_is
+from tests.support.faketime import faketime_env
 
 pytestmark = pytest.mark.wire
 
@@ -409,3 +410,58 @@ def test_pools_that_appear_between_refreshes_never_make_readyz_unready(
     assert len(answers) > 50
     assert {200} == set(answers)
     assert 1 == pool_value(samples, "sessionpool_sessions", db_name, "new5", state="available")
+
+
+def test_the_exporter_reports_how_far_its_clock_is_off_the_servers(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    mongo["pool"].insert_many([session(n) for n in range(2)])
+    args = ["--mongo-url", wire_url, "--database", db_name, "--interval", "0.5"]
+    env = faketime_env("+30s")
+
+    with ExporterProcess(args, tmp_path / "exporter.log", env=env) as exporter:
+        samples = exporter.wait_for_sample(lambda s: pools_in(s) == {"pool"}, 30, "the pool")
+        assert 0 == exporter.stop()
+
+    assert -30 == pytest.approx(samples[("sessionpool_clock_offset_seconds", frozenset())], abs=1)
+    # It decides on the server's clock all the same: both sessions are available.
+    assert 2 == pool_value(samples, "sessionpool_sessions", db_name, "pool", state="available")
+
+
+@pytest.mark.parametrize(
+    ("flags", "available", "locked"),
+    [(["--legacy-timezone", "Europe/Moscow"], 2, 1), ([], 0, 3)],
+    ids=["legacy-timezone", "without"],
+)
+def test_seed_written_moscow_times_read_true_with_the_legacy_timezone(
+    mongo: Any,
+    wire_url: str,
+    db_name: str,
+    tmp_path: Path,
+    flags: list[str],
+    available: int,
+    locked: int,
+) -> None:
+    moscow = (datetime.now(UTC) + timedelta(hours=3)).replace(tzinfo=None)
+    # As the seed wrote them in Moscow: naive local wall-clock times.
+    mongo["seed"].insert_many(
+        [
+            {"_id": 1, "session": {}, "next_use": moscow - timedelta(minutes=1)},  # expired
+            {"_id": 2, "session": {}, "next_use": moscow - timedelta(seconds=5)},  # expired
+            {"_id": 3, "session": {}, "next_use": moscow + timedelta(hours=1)},  # locked
+        ]
+    )
+    args = ["--mongo-url", wire_url, "--database", db_name, "--interval", "0.5", *flags]
+
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+        samples = exporter.wait_for_sample(lambda s: pools_in(s) == {"seed"}, 30, "the pool")
+        assert 0 == exporter.stop()
+
+    assert (available, locked) == (
+        pool_value(samples, "sessionpool_sessions", db_name, "seed", state="available"),
+        pool_value(samples, "sessionpool_sessions", db_name, "seed", state="locked"),
+    )
+    if flags:  # the next unlock is the true instant, in Unix time
+        unlock = pool_value(samples, "sessionpool_next_unlock_timestamp_seconds", db_name, "seed")
+        truth = (moscow + timedelta(hours=1) - timedelta(hours=3)).replace(tzinfo=UTC)
+        assert truth.timestamp() == pytest.approx(unlock, abs=0.002)
