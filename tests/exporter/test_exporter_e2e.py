@@ -465,3 +465,41 @@ def test_seed_written_moscow_times_read_true_with_the_legacy_timezone(
         unlock = pool_value(samples, "sessionpool_next_unlock_timestamp_seconds", db_name, "seed")
         truth = (moscow + timedelta(hours=1) - timedelta(hours=3)).replace(tzinfo=UTC)
         assert truth.timestamp() == pytest.approx(unlock, abs=0.002)
+
+
+def test_auto_release_never_brings_back_a_dropped_pool(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    mongo["doomed"].insert_many([session(n, next_use=past, lock_kind="locked") for n in range(3)])
+    mongo["kept"].insert_many([session(n) for n in range(2)])
+    args = ["--mongo-url", wire_url, "--database", db_name, "--interval", "0.3"]
+    args += ["--discovery-interval", "0.5", "--auto-release", "--auto-release-interval", "0.1"]
+
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+        exporter.wait_for_sample(
+            lambda s: (
+                s.get(
+                    (
+                        "sessionpool_locks_released_total",
+                        frozenset(
+                            {"database": db_name, "collection": "doomed", "kind": "locked"}.items()
+                        ),
+                    )
+                )
+                == 3
+            ),
+            30,
+            "the expired locks released",
+        )
+        mongo.drop_collection("doomed")
+        samples = exporter.wait_for_sample(
+            lambda s: pools_in(s) == {"kept"}, 30, "the dropped pool gone"
+        )
+        time.sleep(2)  # twenty auto-release intervals more
+        names = mongo.list_collection_names()
+        later = exporter.scrape()
+        assert 0 == exporter.stop()
+
+    assert ["kept"] == sorted(names)
+    assert {"kept"} == pools_in(samples) == pools_in(later)

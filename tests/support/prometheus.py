@@ -30,9 +30,9 @@ def fast_rules(target: Path) -> None:
 
 
 class Prometheus:
-    """``prometheus`` on a free loopback port, with its own data folder."""
+    """``prometheus`` on a free loopback port, with its own data folder, scraping exporters."""
 
-    def __init__(self, folder: Path, exporter_port: int) -> None:
+    def __init__(self, folder: Path, *exporter_ports: int) -> None:
         binary = shutil.which("prometheus")
         assert binary, "prometheus is not installed: apt-get install prometheus (see .ci/run)"
         self.port = free_port()
@@ -44,7 +44,9 @@ class Prometheus:
             "scrape_configs": [
                 {
                     "job_name": "sessionpool",
-                    "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+                    "static_configs": [
+                        {"targets": [f"127.0.0.1:{port}" for port in exporter_ports]}
+                    ],
                 }
             ],
         }
