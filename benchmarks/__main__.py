@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from .backends import open_backend
+from .handout import clock_cost, stepped_over_figures
 from .pool import against_seed, overhead, round_trips, scaling
 from .report import Report
-from .scrape import refresh_cost, render_latency, scrape_latency
+from .scrape import refresh_commands, refresh_cost, render_latency, scrape_latency
 
 
 async def run(report: Report, backends: list[str], quick: bool) -> None:
@@ -36,7 +37,21 @@ async def run(report: Report, backends: list[str], quick: bool) -> None:
             await scaling(backend, report, sizes, shares, repeat=3 if quick else 9)
             if name == "mock":  # in-process and backend-free: once is enough
                 render_latency(report, backend.name, 1000, scrapes=20 if quick else 200)
+                # Computed from the documents: the same on every backend.
+                await stepped_over_figures(
+                    backend,
+                    report,
+                    [300] if quick else [300, 3000, 30_000],
+                    [(0.0, 0.0), (1 / 3, 1 / 3), (0.5, 0.0), (0.0, 0.5), (0.45, 0.45)],
+                )
             if backend.wire:
+                await clock_cost(backend, report, operations=50 if quick else 300, rounds=3)
+                layouts = (
+                    [(10, 1), (100, 1), (100, 4)]
+                    if quick
+                    else [(10, 1), (100, 1), (1000, 1), (1000, 10)]
+                )
+                await refresh_commands(backend, report, layouts)
                 pools = 100 if quick else 1000
                 database = await refresh_cost(backend, report, pools, repeat=2 if quick else 5)
                 await scrape_latency(backend, report, database, pools, scrapes=50 if quick else 500)

@@ -13,7 +13,9 @@ from typing import Any
 import pymongo.errors
 from pymongo import ReturnDocument
 
-from sessionlib import MongoSessions
+from sessionlib import MongoSessions, updates
+from sessionlib.states import combine, ready_filter
+from sessionlib.stats import grouped_pipeline, index_match
 
 from .backends import Backend
 from .report import Figure, Report
@@ -132,20 +134,13 @@ async def overhead(backend: Backend, report: Report, operations: int, rounds: in
     pool = await pool_on(backend, collection, next_use_delay=0)
 
     async def raw() -> Any:
+        # The very command get_session sends: its filter, sort and update.
         now = datetime.now(UTC)
+        query = combine(pool.default_filter, pool._filter_exclude_lock(), ready_filter(pool, now))
         return await collection.find_one_and_update(
-            {"active": {"$ne": False}, "$or": [{"next_use": None}, {"next_use": {"$lt": now}}]},
-            {
-                "$set": {
-                    "last_use": now,
-                    "lease": secrets.token_hex(12),
-                    "next_use": now,
-                    "lock_kind": "in_use",
-                    "locked_at": now,
-                },
-                "$inc": {"count_use": 1, "fence": 1},
-            },
-            sort=[("last_use", 1)],
+            query,
+            updates.hand_out(pool, now=now, until=now, count_use=1, token=secrets.token_hex(12)),
+            sort=pool.default_sort,
             return_document=ReturnDocument.AFTER,
         )
 
@@ -219,29 +214,45 @@ async def against_seed(backend: Backend, report: Report, size: int, repeat: int)
     )
 
 
-async def explain_handout(backend: Backend, collection: Any) -> tuple[Any, Any]:
-    """Keys and documents the server examined for one hand-out, if it says."""
-    if not backend.wire:
-        return None, None  # mongomock has no query planner
-    now = datetime.now(UTC)
-    try:
-        plan = await collection.database.command(
-            "explain",
-            {
-                "findAndModify": collection.name,
-                "query": {
-                    "active": {"$ne": False},
-                    "$or": [{"next_use": None}, {"next_use": {"$lt": now}}],
-                },
-                "sort": {"last_use": 1},
-                "update": {"$set": {"last_use": now}},
-            },
-            verbosity="executionStats",
-        )
-    except pymongo.errors.PyMongoError:  # no explain for findAndModify here: n/a
-        return None, None
-    stats = plan.get("executionStats", {})
+def _examined(plan: dict[str, Any]) -> tuple[Any, Any]:
+    """Keys and documents examined, wherever this server's explain puts them."""
+    stats = plan.get("executionStats")
+    if stats is None:
+        for stage in plan.get("stages", []):
+            stats = stage.get("$cursor", {}).get("executionStats")
+            if stats is not None:
+                break
+    stats = stats or {}
     return stats.get("totalKeysExamined"), stats.get("totalDocsExamined")
+
+
+async def explain(backend: Backend, pool: MongoSessions) -> dict[str, tuple[Any, Any]]:
+    """Keys and documents the server examined for a hand-out and for statistics, if it says."""
+    if not backend.wire:
+        return {}  # mongomock has no query planner
+    now = pool._store(pool.clock())
+    query = combine(pool.default_filter, pool._filter_exclude_lock(), ready_filter(pool, now))
+    commands = {
+        "hand-out": {
+            "findAndModify": pool.collection_name,
+            "query": query,
+            "sort": dict(pool.default_sort),
+            "update": {"$set": {"last_use": now}},
+        },
+        "statistics": {
+            "aggregate": pool.collection_name,
+            "pipeline": grouped_pipeline(pool, now, match=index_match(pool)),
+            "cursor": {},
+        },
+    }
+    found = {}
+    for name, command in commands.items():
+        try:
+            plan = await pool.db.command("explain", command, verbosity="executionStats")
+        except pymongo.errors.PyMongoError:  # no explain of that command here: n/a
+            continue
+        found[name] = _examined(plan)
+    return found
 
 
 async def scaling(
@@ -255,15 +266,16 @@ async def scaling(
             await populate(collection, size, share)
             pool = await pool_on(backend, collection, next_use_delay=3600)
             await pool.ensure_indexes()
-            keys, docs = await explain_handout(backend, collection)
+            examined = await explain(backend, pool)
             # Hand-outs with a long hold: each takes a new session, as in a drain.
             hand = await median_seconds(pool.get_session, repeat)
             stats = await median_seconds(pool.statistics, max(3, repeat // 4))
             label = f"{size} sessions, {share:.0%} blocked"
             report.add(backend.name, Figure(section, f"hand-out, {label}", hand * 1e6, "us"))
             report.add(backend.name, Figure(section, f"statistics, {label}", stats * 1e3, "ms"))
-            if keys is not None or docs is not None:
-                report.add(
-                    backend.name,
-                    Figure(section, f"hand-out keys/docs examined, {label}", f"{keys}/{docs}", ""),
-                )
+            for name, (keys, docs) in examined.items():
+                if keys is not None or docs is not None:
+                    report.add(
+                        backend.name,
+                        Figure(section, f"{name} keys/docs examined, {label}", f"{keys}/{docs}"),
+                    )

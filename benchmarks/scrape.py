@@ -44,6 +44,38 @@ async def make_pools(database: Any, count: int, size: int = 5) -> None:
         )
 
 
+async def refresh_commands(
+    backend: Backend, report: Report, layouts: list[tuple[int, int]]
+) -> None:
+    """Commands one refresh sends, by number of pools and of databases they are spread over."""
+    assert backend.counter is not None
+    for pools, databases in layouts:
+        names = []
+        for _ in range(databases):
+            database = backend.database()
+            await make_pools(database, pools // databases, size=2)
+            names.append(database.name)
+        config = Config(mongo_url=backend.url, databases=tuple(names), pool_timeout=60)
+        store = open_store(config, client=backend.client)
+        discovery = Discovery(store, config)
+        refresher = Refresher(store, discovery, State(config.interval), config)
+        await refresher.reach()
+        await discovery.run()
+        backend.counter.reset()
+        snapshot = await refresher.refresh()
+        assert len(snapshot.statistics) == pools, "a pool failed"
+        report.add(
+            backend.name,
+            Figure(
+                "exporter",
+                f"commands per refresh, {pools} pools in {databases} database(s)",
+                len(backend.counter.names),
+                "commands",
+                f"{databases} + 1 ping (the seed: {4 * pools})",
+            ),
+        )
+
+
 async def refresh_cost(backend: Backend, report: Report, pools: int, repeat: int) -> str:
     """Commands and time per refresh of *pools* pools, ours against 4 counts per pool."""
     section = "exporter"
@@ -120,6 +152,31 @@ def _scrape_latencies(port: int, count: int) -> list[float]:
     return samples
 
 
+BURST = 200
+"""Concurrent scrapes in a burst: many Prometheus servers, or a dashboard reloading."""
+
+
+async def _burst(port: int, count: int) -> list[float]:
+    """Open *count* connections at once, each scraping /metrics; return each one's time."""
+    start = asyncio.Event()
+
+    async def scrape() -> float:
+        await start.wait()
+        began = time.perf_counter()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return time.perf_counter() - began
+
+    tasks = [asyncio.create_task(scrape()) for _ in range(count)]
+    await asyncio.sleep(0.1)
+    start.set()
+    return list(await asyncio.gather(*tasks))
+
+
 def _metric(port: int, name: str) -> float | None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         for line in response.read().decode().splitlines():
@@ -184,7 +241,23 @@ async def scrape_latency(
                 _wait, lambda: _metric(port, "sessionpool_refresh_duration_seconds"), 120
             )
             healthy = await asyncio.to_thread(_scrape_latencies, port, scrapes)
+            burst = await _burst(port, BURST)
             label = f"/metrics latency, {pools} pools"
+            for name, value in (
+                ("median", statistics.median(burst)),
+                ("p99", _percentile(burst, 0.99)),
+                ("slowest", max(burst)),
+            ):
+                report.add(
+                    backend.name,
+                    Figure(
+                        section,
+                        f"{label}, {BURST} concurrent scrapes, {name}",
+                        value * 1000,
+                        "ms",
+                        "< 1000" if name == "slowest" else "",
+                    ),
+                )
             report.add(
                 backend.name,
                 Figure(
