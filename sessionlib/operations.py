@@ -33,10 +33,7 @@ _RETRYABLE = frozenset(
         "drop_index",
         "find",
         "find_one",
-        "list_database_names",
-        "ping",
         "index_information",
-        "list_collection_names",
     }
 )
 
@@ -164,25 +161,8 @@ class MongoOperations(MongoConnectInterface):
         return count
 
     @timeout
-    async def list_collection_names(self, *args: Any, **kwargs: Any) -> list[str]:
-        """List the collections of the pool's database."""
-        names: list[str] = await self.db.list_collection_names(*args, **kwargs)
-        return names
-
-    @timeout
     async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         """Return one matching document, or ``None`` (``Collection.find_one``)."""
         assert self._stats_sessions is not None  # bound by connect()
         document: dict[str, Any] | None = await self._stats_sessions.find_one(*args, **kwargs)
         return document
-
-    @timeout
-    async def list_database_names(self) -> list[str]:
-        """List the databases of the server the client is connected to."""
-        names: list[str] = await self.client.list_database_names()
-        return names
-
-    @timeout
-    async def ping(self) -> None:
-        """Check that the server answers (one ``ping`` command)."""
-        await self.client.admin.command("ping")
