@@ -15,16 +15,41 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 import sessionlib
+from sessionlib import PoolStatistics
 from sessionlib import State as SessionState
+from sessionlib.scopes import FOLDED
 
 from .snapshot import State
 
-__all__ = ["STATES", "SnapshotCollector"]
+__all__ = ["STATES", "SnapshotCollector", "scope_figures"]
 
 STATES = tuple(state.value for state in SessionState)
 """Values of the ``state`` label of ``sessionpool_sessions``; they partition a pool."""
 
 POOL_LABELS = ["database", "collection"]
+
+
+def scope_figures(stats: PoolStatistics, limit: int) -> list[tuple[str, int, int]]:
+    """``(scope, available, locked)`` for each scope in use, at most *limit* of them.
+
+    A scope sees as available what is available to all but the sessions it
+    has locked; as locked, every other active session. Beyond *limit* (the
+    scopes with the most locked first), the rest are folded into one scope
+    named ``other`` that shows the fewest available among them.
+    """
+    active = stats.total - stats.inactive - stats.other
+    figures = sorted(
+        (
+            (scope, stats.available - locked, active - stats.available + locked)
+            for scope, locked in stats.scopes.items()
+        ),
+        key=lambda row: (-row[2], row[0]),
+    )
+    kept, folded = figures[:limit], figures[limit:]
+    if folded:
+        worst = min(folded, key=lambda row: row[1])
+        kept.append((FOLDED, worst[1], worst[2]))
+    return kept
 
 
 class SnapshotCollector(Collector):
@@ -60,6 +85,13 @@ class SnapshotCollector(Collector):
             f"(database, collection) is its size. {every}",
             labels=[*POOL_LABELS, "state"],
         )
+        scopes = GaugeMetricFamily(
+            "sessionpool_scope_sessions",
+            "Sessions as hand-outs with a scope see the pool: available to that scope, or "
+            "locked for it (globally or for the scope alone). Scopes beyond the limit are "
+            f'folded into scope "{FOLDED}" (the fewest available among them). {every}',
+            labels=[*POOL_LABELS, "scope", "state"],
+        )
         uses = CounterMetricFamily(
             "sessionpool_session_uses",
             "Hand-outs of the pool's sessions (sum of count_use; deleting sessions "
@@ -90,18 +122,22 @@ class SnapshotCollector(Collector):
                 stats.in_use,
                 stats.locked,
                 stats.blocked,
+                stats.budget,
                 stats.inactive,
                 stats.other,
             )
             for state, count in zip(STATES, counts, strict=True):
                 sessions.add_metric([*labels, state], count)
+            for scope, available, locked in scope_figures(stats, self.state.scope_limit):
+                scopes.add_metric([*labels, scope, "available"], available)
+                scopes.add_metric([*labels, scope, "locked"], locked)
             uses.add_metric(labels, stats.uses)
             successes.add_metric(labels, stats.successes)
             if stats.next_unlock is not None:
                 next_unlock.add_metric(labels, stats.next_unlock.timestamp())
             if stats.oldest_lock is not None:
                 oldest_lock.add_metric(labels, stats.oldest_lock.timestamp())
-        yield from (sessions, uses, successes, next_unlock, oldest_lock)
+        yield from (sessions, scopes, uses, successes, next_unlock, oldest_lock)
 
         released = CounterMetricFamily(
             "sessionpool_locks_released",

@@ -64,6 +64,7 @@ class Config:
     concurrency: int = 16
     active_offset: float = 0.0
     legacy_timezone: str | None = None
+    scope_limit: int = 20
     listen: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     auto_release: bool = False
@@ -237,6 +238,14 @@ SETTINGS: tuple[Setting, ...] = (
         "MongoDB",
         metavar="ZONE",
         check=_check_zone,
+    ),
+    Setting(
+        "scope_limit",
+        "int",
+        "scopes exported per pool; the rest are folded into scope 'other' (20)",
+        "MongoDB",
+        "N",
+        check=_whole(1, 1000),
     ),
     Setting(
         "interval", "float", "refresh every SECONDS (15)", "schedule", "SECONDS", check=_INTERVAL

@@ -74,7 +74,7 @@ class Exporter:
         self.config = config
         self.registry = registry or CollectorRegistry()
         self.wall_clock = wall_clock
-        self.state = State(config.interval)
+        self.state = State(config.interval, config.scope_limit)
         self.registry.register(SnapshotCollector(self.state))
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -25,7 +25,10 @@ from sessionlib.discovery import PoolKey
 from .config import Config
 from .snapshot import Released, Snapshot
 
-__all__ = ["AutoRelease"]
+__all__ = ["SCOPED", "AutoRelease"]
+
+SCOPED = "scope"
+"""The ``kind`` under which scoped locks that ended are counted."""
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +57,26 @@ class AutoRelease:
     async def run(self) -> dict[PoolKey, dict[str, int]]:
         """Release expired locks where the last refresh saw some; return what was released."""
         snapshot = self.latest()
-        wanted = [key for key, stats in snapshot.statistics.items() if stats.expired > 0]
+        wanted = [
+            key
+            for key, stats in snapshot.statistics.items()
+            if stats.expired > 0 or stats.scopes_ended > 0
+        ]
         if not wanted or not snapshot.up:
             return {}
         existing = await self._existing(wanted)
         semaphore = asyncio.Semaphore(self.config.concurrency)
 
         async def one(key: PoolKey) -> dict[str, int] | None:
+            pool = self.store.pool(*key)
+            ended = snapshot.statistics[key].scopes_ended
             async with semaphore:
                 try:
                     async with asyncio.timeout(self.config.pool_timeout):
-                        return await self.store.pool(*key).release_expired_locks()
+                        released = await pool.release_expired_locks()
+                        if ended:
+                            released[SCOPED] = await pool.release_expired_scoped_locks()
+                        return released
                 except (SessionPoolError, TimeoutError) as exc:
                     log.warning("releasing expired locks in %s failed: %s", key, exc or "timeout")
                     return None

@@ -105,8 +105,14 @@ def refreshed(
 
 
 class State:
-    """The currently published snapshot: written by the refresh job, read by HTTP threads."""
+    """The currently published snapshot: written by the refresh job, read by HTTP threads.
 
-    def __init__(self, interval: float) -> None:
+    Args:
+        interval: Seconds between refreshes (the metrics' help text says so).
+        scope_limit: Scopes exported per pool before the rest are folded.
+    """
+
+    def __init__(self, interval: float, scope_limit: int = 20) -> None:
         self.interval = interval
+        self.scope_limit = scope_limit
         self.snapshot = Snapshot()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .budgets import Budget
 from .client import MongoSessions
 from .clock import utcnow
 from .escalation import EscalationPolicy
@@ -45,6 +46,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "Block",
+    "Budget",
     "ConfigurationError",
     "DatabaseError",
     "Deactivate",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,18 +30,20 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
 from . import updates
+from .budgets import Budget, budget_filter
 from .clock import NEVER, Clock, ceil_ms, latest, utcnow
 from .connection import MongoConnectionInterface
 from .driver import Client, is_in_process
 from .escalation import EscalationPolicy
 from .exceptions import (
     ConfigurationError,
+    InvalidInputError,
     InvalidPayloadError,
     InvalidSessionError,
     StaleLeaseError,
 )
 from .fields import _replace
-from .indexes import LEGACY_INDEXES, index_specs
+from .indexes import LEGACY_INDEXES, SPARSE, index_specs
 from .isphere import adapt
 from .lease import Lease, OnError, check_on_error, hold_lease, wait_for_session
 from .options import (
@@ -52,10 +54,18 @@ from .options import (
     DEFAULT_TIMEOUT,
     PoolOptions,
 )
+from .scopes import (
+    check_scope,
+    expired_scopes_update,
+    scope_free_filter,
+    scope_locked_expression,
+    scope_statistics_pipeline,
+)
 from .states import (
     LOCK_KINDS,
     Filter,
     LockKind,
+    available_expression,
     combine,
     locked_filter,
     ready_filter,
@@ -63,13 +73,16 @@ from .states import (
 )
 from .stats import PoolStatistics, facet_pipeline, grouped_pipeline, index_match
 from .storedtime import StoredTime, zone_of
-from .updates import FENCE, LEASE
+from .updates import FENCE, LEASE, Record
 from .validation import (
     check_count,
     check_document,
     check_offset,
+    check_reason,
     check_set_payload,
     check_unset_payload,
+    check_until,
+    check_where,
     delay_to_timedelta,
     period_to_timedelta,
     session_id,
@@ -126,6 +139,8 @@ class MongoSessions(MongoConnectionInterface):
         clock_sync_interval: Seconds between two readings of the server's clock.
         clock_skew_warning: Log a warning when this process's clock is more
             than this many seconds off the server's.
+        budgets: :class:`~sessionlib.budgets.Budget` limits on how often a
+            session is handed out, in rolling windows.
 
     Raises:
         ConfigurationError: an argument is invalid.
@@ -161,6 +176,7 @@ class MongoSessions(MongoConnectionInterface):
         legacy_timezone: str | None = None,
         clock_sync_interval: float = 60.0,
         clock_skew_warning: float = 1.0,
+        budgets: Sequence[Budget] | None = None,
     ) -> None:
         try:
             reconnect = _reconnect_attempts(max_allowed_reconnect, allow_reconnect)
@@ -184,6 +200,7 @@ class MongoSessions(MongoConnectionInterface):
                 stored_time=StoredTime(zone_of(legacy_timezone)),
                 clock_sync_interval=clock_sync_interval,
                 clock_skew_warning=clock_skew_warning,
+                budgets=tuple(budgets or ()),
             )
         except ConfigurationError as exc:
             raise adapt(exc) from None
@@ -273,7 +290,12 @@ class MongoSessions(MongoConnectionInterface):
     # -- hand-out --------------------------------------------------------------
 
     async def get_session(
-        self, count_use: int = 1, next_use_delay: float | None = None
+        self,
+        count_use: int = 1,
+        next_use_delay: float | None = None,
+        *,
+        scope: str | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Hand out the least recently used available session, atomically.
 
@@ -281,26 +303,46 @@ class MongoSessions(MongoConnectionInterface):
         seconds (default :attr:`next_use_delay`), adds *count_use* to
         ``count_use`` and writes a new lease, in one ``findAndModify``, so no
         two callers in any processes get the same session while it is held.
+        With *scope*, sessions locked for that scope are skipped too (see
+        :mod:`sessionlib.scopes`); *where* narrows the choice with conditions
+        on the session's fields, in the same command (``{"session.region":
+        "eu"}``). The pool's budgets are enforced in the same command too.
 
         Returns:
             The session (with :attr:`projection` applied), or ``None`` when
             none is available.
 
         Raises:
-            InvalidInputError: *count_use* or *next_use_delay* is invalid.
+            InvalidInputError: an argument is invalid; nothing was written.
             DatabaseError: the server failed (see :mod:`sessionlib.exceptions`).
         """
-        return await self._hand_out(count_use, next_use_delay, "next_use_delay", self.fenced)
+        return await self._hand_out(
+            count_use, next_use_delay, "next_use_delay", self.fenced, scope, where
+        )
 
     async def _hand_out(
-        self, count_use: int, hold: float | None, hold_name: str, with_lease: bool
+        self,
+        count_use: int,
+        hold: float | None,
+        hold_name: str,
+        with_lease: bool,
+        scope: str | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         check_count("count_use", count_use)
         delay = delay_to_timedelta(hold, self.next_use_delay, name=hold_name)
+        check_scope(scope)
+        narrowed = check_where(where)
         await self._sync_clock()
+        decided = self._store(self.clock())
         query = combine(self.default_filter, self._filter_exclude_lock())
         if self._uses_order_key():
-            query = combine(query, ready_filter(self, self._store(self.clock())))
+            query = combine(query, ready_filter(self, decided))
+        if scope is not None:
+            query = combine(query, scope_free_filter(scope, decided))
+        budgets = self._options.budgets
+        spend = budget_filter(budgets, scope=scope, now=decided, weight=count_use)
+        query = combine(query, spend or {}, narrowed or {})
         now = latest(self.clock)
         document = await self.find_one_and_update(
             query,
@@ -310,6 +352,9 @@ class MongoSessions(MongoConnectionInterface):
                 until=self._store(ceil_ms(now + delay)),
                 count_use=count_use,
                 token=secrets.token_hex(12),
+                budgets=budgets,
+                scope=scope,
+                store=self._store,
             ),
             sort=self.default_sort,
             projection=self._hand_out_projection(with_lease),
@@ -326,7 +371,14 @@ class MongoSessions(MongoConnectionInterface):
             return {**projection, LEASE: 1, FENCE: 1, self.next_use: 1}
         return {key: value for key, value in projection.items() if key not in (LEASE, FENCE)}
 
-    async def acquire(self, count_use: int = 1, hold: float | None = None) -> Lease | None:
+    async def acquire(
+        self,
+        count_use: int = 1,
+        hold: float | None = None,
+        *,
+        scope: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> Lease | None:
         """Hand out a session as a :class:`~sessionlib.lease.Lease`, or ``None``.
 
         Like :meth:`get_session`, held for *hold* seconds; reports made
@@ -336,7 +388,7 @@ class MongoSessions(MongoConnectionInterface):
             InvalidInputError: an argument is invalid.
             DatabaseError: the server failed.
         """
-        session = await self._hand_out(count_use, hold, "hold", with_lease=True)
+        session = await self._hand_out(count_use, hold, "hold", True, scope, where)
         return None if session is None else Lease(self, session)
 
     def lease(
@@ -347,6 +399,8 @@ class MongoSessions(MongoConnectionInterface):
         wait: float | None = None,
         on_error: OnError | None = None,
         success_delay: float | None = None,
+        scope: str | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> AbstractAsyncContextManager[Lease]:
         """Hold a session for the body of an ``async with`` block.
 
@@ -354,8 +408,9 @@ class MongoSessions(MongoConnectionInterface):
         the body already reported through the lease. When the body raises, the
         first entry of *on_error* whose type matches decides the report
         (``Lock(period)``, ``Block(period)``, ``Deactivate()``,
-        ``Release()``); unmapped exceptions report nothing, so the hold just
-        expires. The exception always propagates.
+        ``Release()``), with the exception's class as its reason; unmapped
+        exceptions report nothing, so the hold just expires. The exception
+        always propagates. *scope* and *where* choose as for :meth:`get_session`.
 
         With *wait* (seconds), a pool with no available session is polled with
         exponential backoff and jitter until one frees up or *wait* passes.
@@ -372,6 +427,8 @@ class MongoSessions(MongoConnectionInterface):
         delay_to_timedelta(hold, self.next_use_delay, name="hold")
         delay_to_timedelta(wait, 0, name="wait")
         delay_to_timedelta(success_delay, self.next_use_delay, name="success_delay")
+        check_scope(scope)
+        check_where(where)
         return hold_lease(
             self,
             hold=hold,
@@ -379,6 +436,8 @@ class MongoSessions(MongoConnectionInterface):
             wait=wait,
             on_error=check_on_error(on_error),
             success_delay=success_delay,
+            scope=scope,
+            where=where,
         )
 
     async def next_available_at(self) -> datetime | None:
@@ -397,14 +456,22 @@ class MongoSessions(MongoConnectionInterface):
         return self._options.stored_time.load(value) if isinstance(value, datetime) else None
 
     async def wait_for_session(
-        self, wait: float, count_use: int = 1, hold: float | None = None
+        self,
+        wait: float,
+        count_use: int = 1,
+        hold: float | None = None,
+        *,
+        scope: str | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> Lease:
         """Return a lease, waiting up to *wait* seconds for a session to free up.
 
         Raises:
             NoSessionAvailableError: none freed up in time.
         """
-        return await wait_for_session(self, wait=wait, count_use=count_use, hold=hold)
+        return await wait_for_session(
+            self, wait=wait, count_use=count_use, hold=hold, scope=scope, where=where
+        )
 
     # -- reports ---------------------------------------------------------------
 
@@ -422,14 +489,25 @@ class MongoSessions(MongoConnectionInterface):
             query = combine(query, {LEASE: token})
         return query, checked
 
+    def _record(self, kind: str, reason: str | None, session: Mapping[str, Any]) -> Record:
+        fence = session.get(FENCE)
+        return Record(
+            at=self._store(latest(self.clock)),
+            kind=kind,
+            reason=reason,
+            fence=fence if isinstance(fence, int) and not isinstance(fence, bool) else None,
+            by=self._options.app_name,
+        )
+
     async def _report(
         self,
         session: Mapping[str, Any],
         update: dict[str, Any] | list[dict[str, Any]],
         lease_checked: bool | None,
+        record: Record | None = None,
     ) -> UpdateResult:
         query, checked = self._report_filter(session, lease_checked)
-        result = await self.update_one(query, update)
+        result = await self.update_one(query, updates.with_record(update, record))
         if checked and result.matched_count == 0:
             raise StaleLeaseError(
                 f"session {session['_id']!r} is no longer held under lease "
@@ -445,11 +523,13 @@ class MongoSessions(MongoConnectionInterface):
         count_success: int = 1,
         next_use_delay: float | None = None,
         *,
+        reason: str | None = None,
         lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Record a success: add *count_success* and hold the session for *next_use_delay* s.
 
-        With an escalation policy, a success also takes strikes off.
+        With an escalation policy, a success also takes strikes off. With a
+        *reason*, the success enters the session's history too.
         *lease_checked* forces (``True``) or skips (``False``) the lease check
         that ``fenced=True`` pools apply to dicts carrying a lease.
 
@@ -461,6 +541,7 @@ class MongoSessions(MongoConnectionInterface):
         self._report_filter(session, lease_checked)
         check_count("count_success", count_success)
         delay = delay_to_timedelta(next_use_delay, self.next_use_delay)
+        check_reason(reason)
         await self._sync_clock()
         now = latest(self.clock)
         update = updates.success(
@@ -470,107 +551,185 @@ class MongoSessions(MongoConnectionInterface):
             count_success=count_success,
             escalation=self.escalation,
         )
-        return await self._report(session, update, lease_checked)
+        record = None if reason is None else self._record("success", reason, session)
+        return await self._report(session, update, lease_checked, record)
 
     async def session_lock(
         self,
         session: dict[str, Any],
         period: dict[str, float] | None = None,
         *,
+        until: datetime | None = None,
+        scope: str | None = None,
+        reason: str | None = None,
         lease_checked: bool | None = None,
     ) -> UpdateResult:
-        """Lock the session temporarily (a short ban): unavailable for *period*.
+        """Lock the session temporarily (a short ban): unavailable for *period*, or *until*.
 
         *period* holds :class:`~datetime.timedelta` keywords, e.g.
-        ``{"hours": 10}``; default :attr:`lock_time`, or, with an escalation
-        policy, a period that grows with the session's strikes (see
-        :mod:`sessionlib.escalation`).
+        ``{"hours": 10}``; *until* is an aware instant (a rate limit's reset,
+        say); give one or neither: the default is :attr:`lock_time`, or, with
+        an escalation policy, a period that grows with the session's strikes
+        (see :mod:`sessionlib.escalation`). With *scope*, only hand-outs with
+        that scope skip the session. The lock, its *reason* and a history
+        entry are one write.
 
         Raises:
-            InvalidInputError: *session* or *period* is invalid; nothing was written.
+            InvalidInputError: an argument is invalid; nothing was written.
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        self._report_filter(session, lease_checked)
-        if period is None and self.escalation is not None:
-            await self._sync_clock()
-            pipeline = self.escalation.lock_pipeline(
-                now=latest(self.clock),
-                block_period=self.block_time,
-                fields=self,
-                store=self._store,
-            )
-            return await self._report(session, pipeline, lease_checked)
-        duration = period_to_timedelta(period, self.lock_time)
-        return await self._lock(session, duration, LockKind.LOCKED, lease_checked)
+        return await self._lock(
+            session, period, until, scope, reason, LockKind.LOCKED, lease_checked
+        )
 
     async def session_block(
         self,
         session: dict[str, Any],
         period: dict[str, float] | None = None,
         *,
+        until: datetime | None = None,
+        scope: str | None = None,
+        reason: str | None = None,
         lease_checked: bool | None = None,
     ) -> UpdateResult:
-        """Block the session for long (a long ban): unavailable for *period*.
+        """Block the session for long (a long ban): unavailable for *period*, or *until*.
 
-        *period* holds :class:`~datetime.timedelta` keywords; default :attr:`block_time`.
+        *period* holds :class:`~datetime.timedelta` keywords; default
+        :attr:`block_time`. See :meth:`session_lock` for the rest.
 
         Raises:
-            InvalidInputError: *session* or *period* is invalid; nothing was written.
+            InvalidInputError: an argument is invalid; nothing was written.
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        self._report_filter(session, lease_checked)
-        duration = period_to_timedelta(period, self.block_time)
-        return await self._lock(session, duration, LockKind.BLOCKED, lease_checked)
+        return await self._lock(
+            session, period, until, scope, reason, LockKind.BLOCKED, lease_checked
+        )
 
     async def _lock(
-        self, session: dict[str, Any], period: timedelta, kind: LockKind, lease_checked: bool | None
+        self,
+        session: dict[str, Any],
+        period: dict[str, float] | None,
+        until: datetime | None,
+        scope: str | None,
+        reason: str | None,
+        kind: LockKind,
+        lease_checked: bool | None,
     ) -> UpdateResult:
+        self._report_filter(session, lease_checked)
+        if period is not None and until is not None:
+            raise InvalidInputError("give a period or an until, not both")
+        default = self.block_time if kind is LockKind.BLOCKED else self.lock_time
+        duration = period_to_timedelta(period, default)
+        check_scope(scope)
+        check_reason(reason)
+        name = f"{kind.value}:{scope}" if scope is not None else kind.value
         await self._sync_clock()
         now = latest(self.clock)
-        update = updates.lock(
-            self, kind=kind, now=self._store(now), until=self._store(ceil_ms(now + period))
-        )
-        return await self._report(session, update, lease_checked)
+        record = self._record(name, reason, session)
+        if until is not None:
+            end = ceil_ms(check_until(until, now))
+        elif (
+            period is None
+            and self.escalation is not None
+            and kind is LockKind.LOCKED
+            and scope is None
+        ):
+            pipeline = self.escalation.lock_pipeline(
+                now=now, block_period=self.block_time, fields=self, store=self._store
+            )
+            return await self._report(session, pipeline, lease_checked, record)
+        else:
+            end = ceil_ms(now + duration)
+        if scope is not None:
+            update = updates.scoped_lock(scope, until=self._store(end))
+        else:
+            update = updates.lock(self, kind=kind, now=self._store(now), until=self._store(end))
+        return await self._report(session, update, lease_checked, record)
 
     async def session_release(
-        self, session: dict[str, Any], *, lease_checked: bool | None = None
+        self,
+        session: dict[str, Any],
+        *,
+        reason: str | None = None,
+        lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Make the session available now, whatever lock it had.
 
         Raises:
-            InvalidSessionError: *session* has no plain ``_id``; nothing was written.
+            InvalidInputError: *session* or *reason* is invalid; nothing was written.
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
         self._report_filter(session, lease_checked)
+        check_reason(reason)
         await self._sync_clock()
         update = updates.release(self, now=self._store(self.clock()))
-        return await self._report(session, update, lease_checked)
+        record = self._record("released", reason, session)
+        return await self._report(session, update, lease_checked, record)
 
     async def session_inactive(
-        self, session: dict[str, Any], *, lease_checked: bool | None = None
+        self,
+        session: dict[str, Any],
+        *,
+        reason: str | None = None,
+        lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Disable the session for good (``active=False``); only an activator revives it.
 
         Raises:
-            InvalidSessionError: *session* has no plain ``_id``; nothing was written.
+            InvalidInputError: *session* or *reason* is invalid; nothing was written.
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self._report(session, updates.deactivate(self), lease_checked)
+        self._report_filter(session, lease_checked)
+        check_reason(reason)
+        await self._sync_clock()
+        record = self._record("deactivated", reason, session)
+        return await self._report(session, updates.deactivate(self), lease_checked, record)
 
-    async def session_activate(self, session: dict[str, Any]) -> UpdateResult:
+    async def session_activate(
+        self, session: dict[str, Any], *, reason: str | None = None
+    ) -> UpdateResult:
         """Enable a disabled session again (``active=True``): the activator's call.
 
         Raises:
-            InvalidSessionError: *session* has no plain ``_id``; nothing was written.
+            InvalidInputError: *session* or *reason* is invalid; nothing was written.
             DatabaseError: the server failed.
         """
         query = self._filter_one(session)
+        check_reason(reason)
         await self._sync_clock()
-        return await self.update_one(query, updates.activate(self, now=self._store(self.clock())))
+        update = updates.activate(self, now=self._store(self.clock()))
+        record = self._record("activated", reason, session)
+        return await self.update_one(query, updates.with_record(update, record))
+
+    async def history(self, session: dict[str, Any]) -> dict[str, Any] | None:
+        """Return the session's last reason and history (oldest first), or ``None`` if absent.
+
+        ``{"_id", "reason", "history": [{"at", "kind", "reason", "fence", "by"}, ...]}``;
+        instants are true ones.
+
+        Raises:
+            InvalidSessionError: *session* has no plain ``_id``.
+            DatabaseError: the server failed.
+        """
+        document = await self.find_one(
+            self._filter_one(session), projection={updates.REASON: 1, updates.HISTORY: 1}
+        )
+        if document is None:
+            return None
+        entries = document.get(updates.HISTORY)
+        kept = (
+            [entry for entry in entries if isinstance(entry, dict)]
+            if isinstance(entries, list)
+            else []
+        )
+        load = self._options.stored_time.load_fields
+        for entry in kept:
+            load(entry, ("at",))
+        return {"_id": document["_id"], "reason": document.get(updates.REASON), "history": kept}
 
     # -- documents -------------------------------------------------------------
 
@@ -674,45 +833,69 @@ class MongoSessions(MongoConnectionInterface):
         documents = await self.find(filter=self.default_filter, projection=self.projection)
         return [self._normalize(document) for document in documents]
 
-    async def statistics(self, offset: float = 0) -> PoolStatistics:
+    async def statistics(self, offset: float = 0, *, scope: str | None = None) -> PoolStatistics:
         """Return the pool's statistics, in one aggregation.
 
-        Availability is judged at now + *offset* seconds.
+        Availability is judged at now + *offset* seconds. With *scope*, as a
+        hand-out with that scope sees the pool: sessions locked for it count
+        as locked. Without, on a real MongoDB the figures come from the state
+        index alone (see :mod:`sessionlib.indexes`).
 
         Raises:
-            InvalidInputError: *offset* is not a number within ±100 years.
+            InvalidInputError: *offset* or *scope* is invalid.
             DatabaseError: the server failed.
         """
         shift = check_offset("offset", offset)
+        check_scope(scope)
         await self._sync_clock()
         load = self._options.stored_time.load
+        instant = self._store(self.clock() + shift)
         if self._uses_order_key():
-            match = None if is_in_process(self.client) else index_match(self)
-            instant = self._store(self.clock() + shift)
-            rows = await self.aggregate(grouped_pipeline(self, instant, match=match))
-            return PoolStatistics.from_groups(rows, load)
+            match = None if is_in_process(self.client) or scope else index_match(self)
+            scoped = scope_locked_expression(scope, instant) if scope else None
+            pipeline = grouped_pipeline(self, instant, match=match, scope_locked=scoped)
+            return PoolStatistics.from_groups(await self.aggregate(pipeline), load)
+        available = combine(self.default_filter, self._filter_exclude_lock(offset))
+        if scope is not None:
+            available = combine(available, scope_free_filter(scope, instant))
         pipeline = facet_pipeline(
             self,
-            available=combine(self.default_filter, self._filter_exclude_lock(offset)),
+            available=available,
             locked=combine(self.default_filter, self._filter_include_lock(offset)),
             inactive={self.active: False},
         )
         return PoolStatistics.from_facets(await self.aggregate(pipeline), load)
 
-    async def aggregate_statistics(self, offset: float = 0) -> dict[str, Any]:
+    async def scope_rows(self, offset: float = 0) -> list[dict[str, Any]]:
+        """The figures of the scopes in use, for :meth:`PoolStatistics.with_scopes` (one command).
+
+        Raises:
+            InvalidInputError: *offset* is invalid.
+            DatabaseError: the server failed.
+        """
+        shift = check_offset("offset", offset)
+        await self._sync_clock()
+        instant = self._store(self.clock() + shift)
+        pipeline = scope_statistics_pipeline(instant, available_expression(self, instant))
+        return await self.aggregate(pipeline)
+
+    async def aggregate_statistics(
+        self, offset: float = 0, *, scope: str | None = None
+    ) -> dict[str, Any]:
         """Return statistics for monitoring, in one round trip.
 
         The dict holds the seed's keys ``count_active`` (available),
         ``count_blocked`` (``active`` is ``False``), ``count_locked`` and
         ``count_total``, plus ``locked_by_kind``, ``sum_count_use``,
         ``sum_count_success``, ``next_unlock`` and ``oldest_lock`` (see
-        :meth:`~sessionlib.stats.PoolStatistics.as_dict`).
+        :meth:`~sessionlib.stats.PoolStatistics.as_dict`). With *scope*, as a
+        hand-out with that scope sees the pool.
 
         Raises:
-            InvalidInputError: *offset* is not a number within ±100 years.
+            InvalidInputError: *offset* or *scope* is invalid.
             DatabaseError: the server failed.
         """
-        return (await self.statistics(offset)).as_dict()
+        return (await self.statistics(offset, scope=scope)).as_dict()
 
     # -- maintenance -------------------------------------------------------------
 
@@ -742,6 +925,16 @@ class MongoSessions(MongoConnectionInterface):
         await self.update_many(*updates.requeue(self, now=now))
         return released
 
+    async def release_expired_scoped_locks(self) -> int:
+        """Drop the scoped locks that have ended; return how many sessions had some.
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        await self._sync_clock()
+        query, update = expired_scopes_update(self._store(self.clock()))
+        return (await self.update_many(query, update)).modified_count
+
     async def ensure_indexes(self) -> list[str]:
         """Create the indexes hand-outs and statistics need, if missing; return their names.
 
@@ -752,7 +945,8 @@ class MongoSessions(MongoConnectionInterface):
                 same name but other keys exists).
         """
         return [
-            await self.create_index(keys, name=name) for name, keys in index_specs(self).items()
+            await self.create_index(keys, name=name, sparse=name in SPARSE)
+            for name, keys in index_specs(self).items()
         ]
 
     async def migrate(self) -> dict[str, Any]:

@@ -45,6 +45,9 @@ Neither index grows the work of a write: a hand-out changes ``ready_at``,
 ``next_use`` and ``count_use`` anyway, so each index's entry is rewritten once
 either way.
 
+The sparse index ``{scopes}`` holds only the sessions with scoped locks, which
+the scope statistics read (see :mod:`sessionlib.scopes`).
+
 Subclasses that override ``default_sort`` or the filter hooks get their own
 order and filters, as in the seed library; the order key is not used then.
 """
@@ -54,11 +57,22 @@ from __future__ import annotations
 from pymongo import ASCENDING
 
 from .fields import MongoFields
+from .scopes import SCOPES
 
-__all__ = ["LEGACY_INDEXES", "ORDER_INDEX", "STATE_INDEX", "IndexKeys", "index_specs"]
+__all__ = [
+    "LEGACY_INDEXES",
+    "ORDER_INDEX",
+    "SCOPES_INDEX",
+    "SPARSE",
+    "STATE_INDEX",
+    "IndexKeys",
+    "index_specs",
+]
 
 ORDER_INDEX = "sessionpool_order"
 STATE_INDEX = "sessionpool_states"
+SCOPES_INDEX = "sessionpool_scopes"
+"""Sparse: only sessions with scoped locks, which the scope statistics read."""
 LEGACY_INDEXES = ("sessionpool_handout", "sessionpool_state")
 """Names of indexes created by earlier versions; ``migrate()`` drops them."""
 
@@ -82,4 +96,9 @@ def index_specs(fields: MongoFields) -> dict[str, IndexKeys]:
             (fields.count_use, ASCENDING),
             (fields.count_success, ASCENDING),
         ],
+        SCOPES_INDEX: [(SCOPES, ASCENDING)],
     }
+
+
+SPARSE = frozenset({SCOPES_INDEX})
+"""The indexes that hold only the documents with their field."""

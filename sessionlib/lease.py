@@ -78,7 +78,14 @@ class LeasingPool(Protocol):
     @property
     def sleep(self) -> Callable[[float], Awaitable[None]]: ...
 
-    async def acquire(self, count_use: int = 1, hold: float | None = None) -> Lease | None: ...
+    async def acquire(
+        self,
+        count_use: int = 1,
+        hold: float | None = None,
+        *,
+        scope: str | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> Lease | None: ...
     async def next_available_at(self) -> datetime | None: ...
     async def session_success(
         self,
@@ -86,6 +93,7 @@ class LeasingPool(Protocol):
         count_success: int = 1,
         next_use_delay: float | None = None,
         *,
+        reason: str | None = None,
         lease_checked: bool | None = None,
     ) -> UpdateResult: ...
     async def session_lock(
@@ -93,6 +101,9 @@ class LeasingPool(Protocol):
         session: dict[str, Any],
         period: dict[str, float] | None = None,
         *,
+        until: datetime | None = None,
+        scope: str | None = None,
+        reason: str | None = None,
         lease_checked: bool | None = None,
     ) -> UpdateResult: ...
     async def session_block(
@@ -100,13 +111,24 @@ class LeasingPool(Protocol):
         session: dict[str, Any],
         period: dict[str, float] | None = None,
         *,
+        until: datetime | None = None,
+        scope: str | None = None,
+        reason: str | None = None,
         lease_checked: bool | None = None,
     ) -> UpdateResult: ...
     async def session_inactive(
-        self, session: dict[str, Any], *, lease_checked: bool | None = None
+        self,
+        session: dict[str, Any],
+        *,
+        reason: str | None = None,
+        lease_checked: bool | None = None,
     ) -> UpdateResult: ...
     async def session_release(
-        self, session: dict[str, Any], *, lease_checked: bool | None = None
+        self,
+        session: dict[str, Any],
+        *,
+        reason: str | None = None,
+        lease_checked: bool | None = None,
     ) -> UpdateResult: ...
 
 
@@ -114,8 +136,8 @@ class LeasingPool(Protocol):
 class Report(Protocol):
     """What to report about a leased session: :class:`Lock`, :class:`Block`, ..."""
 
-    async def apply(self, lease: Lease) -> UpdateResult:
-        """Report it through *lease*."""
+    async def apply(self, lease: Lease, reason: str | None = None) -> UpdateResult:
+        """Report it through *lease*, with *reason*."""
         ...
 
 
@@ -133,49 +155,54 @@ class LeaseReport:
 
     __slots__ = ()
 
-    async def apply(self, lease: Lease) -> UpdateResult:
-        """Report it through *lease*."""
+    async def apply(self, lease: Lease, reason: str | None = None) -> UpdateResult:
+        """Report it through *lease*, with *reason*."""
         raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
 class Lock(LeaseReport):
-    """Lock the session for *period* (a timedelta-keyword dict; default: the pool's)."""
+    """Lock the session for *period* (a timedelta-keyword dict; default: the pool's).
+
+    With *scope*, for hand-outs with that scope only.
+    """
 
     period: dict[str, float] | None = None
+    scope: str | None = None
 
-    async def apply(self, lease: Lease) -> UpdateResult:
+    async def apply(self, lease: Lease, reason: str | None = None) -> UpdateResult:
         """Lock the session through *lease*."""
-        return await lease.lock(self.period)
+        return await lease.lock(self.period, scope=self.scope, reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
 class Block(LeaseReport):
-    """Block the session for *period* (default: the pool's ``block_time``)."""
+    """Block the session for *period* (default: the pool's ``block_time``); *scope* as for Lock."""
 
     period: dict[str, float] | None = None
+    scope: str | None = None
 
-    async def apply(self, lease: Lease) -> UpdateResult:
+    async def apply(self, lease: Lease, reason: str | None = None) -> UpdateResult:
         """Block the session through *lease*."""
-        return await lease.block(self.period)
+        return await lease.block(self.period, scope=self.scope, reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
 class Deactivate(LeaseReport):
     """Disable the session for good (``active=False``)."""
 
-    async def apply(self, lease: Lease) -> UpdateResult:
+    async def apply(self, lease: Lease, reason: str | None = None) -> UpdateResult:
         """Disable the session through *lease*."""
-        return await lease.deactivate()
+        return await lease.deactivate(reason=reason)
 
 
 @dataclass(frozen=True, slots=True)
 class Release(LeaseReport):
     """Make the session available again at once."""
 
-    async def apply(self, lease: Lease) -> UpdateResult:
+    async def apply(self, lease: Lease, reason: str | None = None) -> UpdateResult:
         """Release the session through *lease*."""
-        return await lease.release()
+        return await lease.release(reason=reason)
 
 
 class Lease(Mapping[str, Any]):
@@ -225,7 +252,11 @@ class Lease(Mapping[str, Any]):
         return as_utc(value) if isinstance(value, datetime) else None
 
     async def success(
-        self, count_success: int = 1, next_use_delay: float | None = None
+        self,
+        count_success: int = 1,
+        next_use_delay: float | None = None,
+        *,
+        reason: str | None = None,
     ) -> UpdateResult:
         """Report a success (see :meth:`MongoSessions.session_success`).
 
@@ -233,48 +264,66 @@ class Lease(Mapping[str, Any]):
             StaleLeaseError: the session was handed out again; nothing written.
         """
         result = await self.pool.session_success(
-            self.session, count_success, next_use_delay, lease_checked=True
+            self.session, count_success, next_use_delay, reason=reason, lease_checked=True
         )
         self.reported = "success"
         return result
 
-    async def lock(self, period: dict[str, float] | None = None) -> UpdateResult:
+    async def lock(
+        self,
+        period: dict[str, float] | None = None,
+        *,
+        until: datetime | None = None,
+        scope: str | None = None,
+        reason: str | None = None,
+    ) -> UpdateResult:
         """Lock the session (see :meth:`MongoSessions.session_lock`).
 
         Raises:
             StaleLeaseError: the session was handed out again; nothing written.
         """
-        result = await self.pool.session_lock(self.session, period, lease_checked=True)
+        result = await self.pool.session_lock(
+            self.session, period, until=until, scope=scope, reason=reason, lease_checked=True
+        )
         self.reported = "lock"
         return result
 
-    async def block(self, period: dict[str, float] | None = None) -> UpdateResult:
+    async def block(
+        self,
+        period: dict[str, float] | None = None,
+        *,
+        until: datetime | None = None,
+        scope: str | None = None,
+        reason: str | None = None,
+    ) -> UpdateResult:
         """Block the session (see :meth:`MongoSessions.session_block`).
 
         Raises:
             StaleLeaseError: the session was handed out again; nothing written.
         """
-        result = await self.pool.session_block(self.session, period, lease_checked=True)
+        result = await self.pool.session_block(
+            self.session, period, until=until, scope=scope, reason=reason, lease_checked=True
+        )
         self.reported = "block"
         return result
 
-    async def deactivate(self) -> UpdateResult:
+    async def deactivate(self, *, reason: str | None = None) -> UpdateResult:
         """Disable the session for good (see :meth:`MongoSessions.session_inactive`).
 
         Raises:
             StaleLeaseError: the session was handed out again; nothing written.
         """
-        result = await self.pool.session_inactive(self.session, lease_checked=True)
+        result = await self.pool.session_inactive(self.session, reason=reason, lease_checked=True)
         self.reported = "deactivate"
         return result
 
-    async def release(self) -> UpdateResult:
+    async def release(self, *, reason: str | None = None) -> UpdateResult:
         """Make the session available now (see :meth:`MongoSessions.session_release`).
 
         Raises:
             StaleLeaseError: the session was handed out again; nothing written.
         """
-        result = await self.pool.session_release(self.session, lease_checked=True)
+        result = await self.pool.session_release(self.session, reason=reason, lease_checked=True)
         self.reported = "release"
         return result
 
@@ -332,7 +381,13 @@ def _describe(pool: LeasingPool, next_at: datetime | None, now: datetime) -> str
 
 
 async def wait_for_session(
-    pool: LeasingPool, *, wait: float, count_use: int = 1, hold: float | None = None
+    pool: LeasingPool,
+    *,
+    wait: float,
+    count_use: int = 1,
+    hold: float | None = None,
+    scope: str | None = None,
+    where: Mapping[str, Any] | None = None,
 ) -> Lease:
     """Return a lease on a session of *pool*, polling for up to *wait* seconds.
 
@@ -344,7 +399,7 @@ async def wait_for_session(
     deadline = pool.clock() + budget
     attempt = 0
     while True:
-        lease = await pool.acquire(count_use, hold)
+        lease = await pool.acquire(count_use, hold, scope=scope, where=where)
         if lease is not None:
             return lease
         next_at = await pool.next_available_at()
@@ -371,16 +426,21 @@ async def hold_lease(
     wait: float | None,
     on_error: OnError,
     success_delay: float | None,
+    scope: str | None = None,
+    where: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Lease]:
     """The context manager behind :meth:`MongoSessions.lease` (arguments already checked)."""
-    lease = await wait_for_session(pool, wait=wait or 0, count_use=count_use, hold=hold)
+    lease = await wait_for_session(
+        pool, wait=wait or 0, count_use=count_use, hold=hold, scope=scope, where=where
+    )
     try:
         yield lease
     except BaseException as error:
         report = report_for(on_error, error)
         if report is not None and lease.reported is None:
             try:
-                await report.apply(lease)
+                # The exception's class is the reason on record.
+                await report.apply(lease, reason=type(error).__name__[:200])
             except SessionPoolError as exc:
                 # The body's exception is what the caller must see; say why the report failed.
                 log.warning(

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .budgets import Budget, check_budgets
 from .escalation import EscalationPolicy
 from .exceptions import ConfigurationError
 from .storedtime import StoredTime
@@ -92,6 +93,7 @@ class PoolOptions:
     stored_time: StoredTime = field(default_factory=StoredTime)
     clock_sync_interval: float = 60.0
     clock_skew_warning: float = 1.0
+    budgets: tuple[Budget, ...] = ()
 
     def __post_init__(self) -> None:
         _seconds("timeout", self.timeout, low=0, high=MAX_PERIOD.total_seconds())
@@ -105,7 +107,12 @@ class PoolOptions:
             raise ConfigurationError(
                 f"max_allowed_reconnect must be an int from 0 to 99, not {reconnect!r}"
             )
-        if not isinstance(self.app_name, str) or not self.app_name or len(self.app_name) > 128:
+        if (
+            not isinstance(self.app_name, str)
+            or not self.app_name
+            or len(self.app_name) > 128
+            or self.app_name.startswith("$")
+        ):
             raise ConfigurationError(
                 f"app_name must be a short non-empty string, not {self.app_name!r}"
             )
@@ -134,5 +141,6 @@ class PoolOptions:
             value = getattr(self, name)
             if value is not None and not callable(value):
                 raise ConfigurationError(f"{name} must be callable, not {value!r}")
+        object.__setattr__(self, "budgets", check_budgets(self.budgets))
         _seconds("clock_sync_interval", self.clock_sync_interval, low=0, high=86400)
         _seconds("clock_skew_warning", self.clock_skew_warning, low=0, high=86400)

@@ -7,6 +7,7 @@ Every document of a pool is in exactly one state at an instant ``now``
     available   next_use is null or missing, or a date < now
     in_use      next_use is a date >= now, lock_kind "in_use"  (held after a hand-out)
     blocked     ...                        lock_kind "blocked"
+    budget      ...                        lock_kind "budget"  (its usage budget is spent)
     locked      ...                        any other lock_kind, or none (the seed's locks)
     other       next_use is neither null nor a date          (malformed)
 
@@ -69,6 +70,8 @@ class LockKind(StrEnum):
     """Temporarily locked by ``session_lock``."""
     BLOCKED = "blocked"
     """Locked for long by ``session_block``."""
+    BUDGET = "budget"
+    """Held until its usage budget allows another hand-out (see :mod:`sessionlib.budgets`)."""
 
 
 LOCK_KINDS = tuple(LockKind)
@@ -82,6 +85,7 @@ class State(StrEnum):
     IN_USE = "in_use"
     LOCKED = "locked"
     BLOCKED = "blocked"
+    BUDGET = "budget"
     INACTIVE = "inactive"
     OTHER = "other"
 
@@ -165,14 +169,42 @@ def is_date_expression(path: str) -> dict[str, Any]:
     return {"$and": [{"$gte": [path, EARLIEST]}, {"$lte": [path, NEVER]}]}
 
 
-def state_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
-    """An aggregation expression giving each document's :class:`State` name at *instant*."""
+def _free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
+    next_use = f"${fields.next_use}"
+    return {
+        "$or": [
+            {"$eq": [{"$ifNull": [next_use, None]}, None]},
+            {"$and": [is_date_expression(next_use), {"$lt": [next_use, instant]}]},
+        ]
+    }
+
+
+def available_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
+    """An aggregation expression: the session is available at *instant* (to any scope)."""
+    return {"$and": [{"$ne": [f"${fields.active}", False]}, _free_expression(fields, instant)]}
+
+
+def state_expression(
+    fields: Fields, instant: datetime, *, scope_locked: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An aggregation expression giving each document's :class:`State` name at *instant*.
+
+    With *scope_locked* (an expression: locked for a scope), a session that
+    scope cannot have counts as ``locked`` even when free for everyone else.
+    """
     next_use = f"${fields.next_use}"
     kind = f"${fields.lock_kind}"
+    free = _free_expression(fields, instant)
+    scoped = (
+        [{"case": {"$and": [free, scope_locked]}, "then": State.LOCKED.value}]
+        if scope_locked is not None
+        else []
+    )
     return {
         "$switch": {
             "branches": [
                 {"case": {"$eq": [f"${fields.active}", False]}, "then": State.INACTIVE.value},
+                *scoped,
                 {
                     "case": {"$eq": [{"$ifNull": [next_use, None]}, None]},
                     "then": State.AVAILABLE.value,
@@ -181,6 +213,7 @@ def state_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
                 {"case": {"$lt": [next_use, instant]}, "then": State.AVAILABLE.value},
                 {"case": {"$eq": [kind, LockKind.IN_USE.value]}, "then": State.IN_USE.value},
                 {"case": {"$eq": [kind, LockKind.BLOCKED.value]}, "then": State.BLOCKED.value},
+                {"case": {"$eq": [kind, LockKind.BUDGET.value]}, "then": State.BUDGET.value},
             ],
             "default": State.LOCKED.value,
         }
@@ -203,6 +236,8 @@ def state_of(document: Mapping[str, Any], instant: datetime, fields: Fields) -> 
         return State.IN_USE
     if kind == LockKind.BLOCKED.value:
         return State.BLOCKED
+    if kind == LockKind.BUDGET.value:
+        return State.BUDGET
     return State.LOCKED
 
 

@@ -21,16 +21,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from bson import Decimal128, MinKey
 
-from .states import LOCK_KINDS, Fields, LockKind, State, is_date_expression, state_expression
+from .scopes import scope_statistics_pipeline
+from .states import (
+    LOCK_KINDS,
+    Fields,
+    LockKind,
+    State,
+    available_expression,
+    is_date_expression,
+    state_expression,
+)
 
 __all__ = [
+    "PART_FIELD",
     "POOL_FIELD",
     "PoolStatistics",
     "facet_pipeline",
@@ -41,6 +52,8 @@ __all__ = [
 
 POOL_FIELD = "_pool"
 """The field that names each row's pool in :func:`union_pipeline`'s output."""
+PART_FIELD = "_part"
+"""The field that marks the scope rows in :func:`union_pipeline`'s output."""
 
 Filter = dict[str, Any]
 Load = Callable[[datetime], datetime]
@@ -87,18 +100,23 @@ def index_match(fields: Fields) -> Filter:
 
 
 def grouped_pipeline(
-    fields: StatisticsFields, instant: datetime, *, match: Filter | None = None
+    fields: StatisticsFields,
+    instant: datetime,
+    *,
+    match: Filter | None = None,
+    scope_locked: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The statistics of a pool with the default filter, judged at *instant* (stored).
 
     One output row per state present: ``_id`` (the state), ``n``, ``uses``,
-    ``successes``, ``next_unlock`` and ``oldest_lock``.
+    ``successes``, ``next_unlock`` and ``oldest_lock``. With *scope_locked*,
+    as a hand-out with that scope sees the pool (not from the index alone).
     """
     stages: list[dict[str, Any]] = [{"$match": match}] if match is not None else []
     stages.append(
         {
             "$group": {
-                "_id": state_expression(fields, instant),
+                "_id": state_expression(fields, instant, scope_locked=scope_locked),
                 "n": {"$sum": 1},
                 "uses": {"$sum": _count(f"${fields.count_use}")},
                 "successes": {"$sum": _count(f"${fields.count_success}")},
@@ -130,16 +148,21 @@ def union_pipeline(
     *,
     match: Filter | None = None,
 ) -> list[dict[str, Any]]:
-    """The statistics of several pools of one database in one command.
+    """The statistics of several pools of one database, scopes included, in one command.
 
     Run on the first of *collections*; each row carries its pool's name in
-    :data:`POOL_FIELD`. A pool with no rows is empty.
+    :data:`POOL_FIELD`, and the scope rows :data:`PART_FIELD` ``"scopes"``.
+    A pool with no rows is empty.
     """
-    first, *rest = collections
+    scopes = scope_statistics_pipeline(instant, available_expression(fields, instant))
+    first, *_ = collections
     stages = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: first}}]
-    for name in rest:
-        branch = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: name}}]
-        stages.append({"$unionWith": {"coll": name, "pipeline": branch}})
+    for name in collections:
+        if name != first:
+            branch = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: name}}]
+            stages.append({"$unionWith": {"coll": name, "pipeline": branch}})
+        tagged = [*scopes, {"$set": {POOL_FIELD: name, PART_FIELD: "scopes"}}]
+        stages.append({"$unionWith": {"coll": name, "pipeline": tagged}})
     return stages
 
 
@@ -237,11 +260,17 @@ class PoolStatistics:
     """When the oldest current lock was set (sessions locked by sessionlib only), or ``None``."""
     expired: int = 0
     """Locks that have ended but whose fields ``release_expired_locks`` would tidy."""
+    budget: int = 0
+    """Sessions held until their usage budget allows another hand-out."""
+    scopes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Per scope in use: sessions available to all that it has locked."""
+    scopes_ended: int = 0
+    """Scoped locks that have ended, which ``release_expired_scoped_locks`` would drop."""
 
     @property
     def unavailable(self) -> int:
         """Sessions that match the filter but are locked, of any kind."""
-        return self.in_use + self.locked + self.blocked
+        return self.in_use + self.locked + self.blocked + self.budget
 
     @property
     def other(self) -> int:
@@ -265,7 +294,7 @@ class PoolStatistics:
             uses += as_count(row.get("uses"))
             successes += as_count(row.get("successes"))
             expired += as_count(row.get("expired"))
-            if state in (State.IN_USE, State.LOCKED, State.BLOCKED):
+            if state in (State.IN_USE, State.LOCKED, State.BLOCKED, State.BUDGET):
                 locked_rows.append(row)
         return cls(
             total=sum(counts.values()),
@@ -279,7 +308,25 @@ class PoolStatistics:
             next_unlock=_earliest([row.get("next_unlock") for row in locked_rows], load),
             oldest_lock=_earliest([row.get("oldest_lock") for row in locked_rows], load),
             expired=expired,
+            budget=counts[State.BUDGET],
         )
+
+    def with_scopes(self, rows: Sequence[Mapping[str, Any]]) -> PoolStatistics:
+        """These statistics with the scope figures of :func:`scope_statistics_pipeline`'s rows."""
+        scopes: dict[str, int] = {}
+        ended = 0
+        for row in rows:
+            key = row.get("_id")
+            if not isinstance(key, Mapping) or not isinstance(key.get("scope"), str):
+                continue
+            n = as_count(row.get("n"))
+            if key.get("locked") is True and key.get("available") is True:
+                scopes[key["scope"]] = scopes.get(key["scope"], 0) + n
+            else:
+                scopes.setdefault(key["scope"], 0)
+            if key.get("ended") is True:
+                ended += n
+        return replace(self, scopes=MappingProxyType(scopes), scopes_ended=ended)
 
     @classmethod
     def from_facets(cls, result: Sequence[Mapping[str, Any]], load: Load) -> PoolStatistics:
@@ -308,6 +355,7 @@ class PoolStatistics:
             successes=as_count(totals.get("successes", 0)),
             next_unlock=_earliest([row.get("next_unlock") for row in locked_rows], load),
             oldest_lock=_earliest([row.get("oldest_lock") for row in locked_rows], load),
+            budget=by_kind[LockKind.BUDGET],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -326,6 +374,7 @@ class PoolStatistics:
                 LockKind.IN_USE.value: self.in_use,
                 LockKind.LOCKED.value: self.locked,
                 LockKind.BLOCKED.value: self.blocked,
+                LockKind.BUDGET.value: self.budget,
             },
             "sum_count_use": self.uses,
             "sum_count_success": self.successes,

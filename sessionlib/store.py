@@ -31,7 +31,7 @@ from .exceptions import ConfigurationError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
 from .options import DEFAULT_MAX_ALLOWED_RECONNECT, DEFAULT_TIMEOUT, PoolOptions
-from .stats import POOL_FIELD, PoolStatistics, index_match, union_pipeline
+from .stats import PART_FIELD, POOL_FIELD, PoolStatistics, index_match, union_pipeline
 from .validation import check_database_name, check_offset
 
 if TYPE_CHECKING:
@@ -347,13 +347,16 @@ class SessionStore:
 
         rows = await driver.run("aggregate", run, time_limit=limit, max_reconnect=0, retry=True)
         by_pool: dict[str, list[dict[str, Any]]] = {name: [] for name in collections}
+        scopes: dict[str, list[dict[str, Any]]] = {name: [] for name in collections}
         for row in rows:
             name = row.get(POOL_FIELD)
             if isinstance(name, str) and name in by_pool:
-                by_pool[name].append(row)
+                (scopes if row.get(PART_FIELD) == "scopes" else by_pool)[name].append(row)
         load = prototype.options.stored_time.load
         return {
-            PoolKey(database, name): PoolStatistics.from_groups(pool_rows, load)
+            PoolKey(database, name): PoolStatistics.from_groups(pool_rows, load).with_scopes(
+                scopes[name]
+            )
             for name, pool_rows in by_pool.items()
         }
 
@@ -362,8 +365,10 @@ class SessionStore:
     ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
         async def one(name: str) -> PoolStatistics | SessionPoolError:
             async with semaphore:
+                pool = self.pool(database, name)
                 try:
-                    return await self.pool(database, name).statistics(offset)
+                    statistics = await pool.statistics(offset)
+                    return statistics.with_scopes(await pool.scope_rows(offset))
                 except SessionPoolError as exc:
                     return exc
 

@@ -8,24 +8,32 @@ Every write that changes whether a session can be handed out also moves its
 order key ``ready_at`` (see :mod:`sessionlib.indexes`). Counters are added
 with pipeline updates that read a counter which is not a number (written by
 another program) as 0, so one malformed document can never make hand-outs
-fail.
+fail. Every report may record a reason, and appends an entry to the
+session's capped history, in the same write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .budgets import Budget, budget_updates
 from .clock import NEVER
 from .escalation import STRIKES, EscalationPolicy, number_or_zero
 from .fields import MongoFields
+from .scopes import scope_field
 from .states import LockKind
 
 __all__ = [
     "FENCE",
+    "HISTORY",
+    "HISTORY_LENGTH",
     "LEASE",
+    "REASON",
     "Pipeline",
+    "Record",
     "activate",
     "deactivate",
     "hand_out",
@@ -34,15 +42,48 @@ __all__ = [
     "release",
     "release_expired",
     "requeue",
+    "scoped_lock",
     "success",
+    "with_record",
 ]
 
 LEASE = "lease"
 """Field holding the token of the current hand-out."""
 FENCE = "fence"
 """Field counting the hand-outs of a session (monotonic: a fencing token for other systems)."""
+REASON = "reason"
+"""Field holding the reason of the last report that gave one."""
+HISTORY = "history"
+"""Field holding the session's last state changes, newest last."""
+HISTORY_LENGTH = 20
+"""How many state changes a session keeps."""
 
 Pipeline = list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One state change, as the history keeps it.
+
+    Its strings never start with ``$`` (checked where they come from), so it
+    is a literal inside a pipeline update too.
+    """
+
+    at: datetime
+    kind: str
+    reason: str | None
+    fence: int | None
+    by: str
+
+    def entry(self) -> dict[str, Any]:
+        """The history entry."""
+        return {
+            "at": self.at,
+            "kind": self.kind,
+            "reason": self.reason,
+            "fence": self.fence,
+            "by": self.by,
+        }
 
 
 def _literal(value: Any) -> dict[str, Any]:
@@ -50,30 +91,88 @@ def _literal(value: Any) -> dict[str, Any]:
     return {"$literal": value}
 
 
-def _hold(fields: MongoFields, kind: LockKind, now: datetime, until: datetime) -> dict[str, Any]:
+def _history_stage(record: Record) -> dict[str, Any]:
+    history = f"${HISTORY}"
+    kept = {"$cond": [{"$isArray": history}, history, []]}
+    entries = {"$concatArrays": [kept, [record.entry()]]}
+    changes: dict[str, Any] = {HISTORY: {"$slice": [entries, -HISTORY_LENGTH]}}
+    if record.reason is not None:
+        changes[REASON] = _literal(record.reason)
+    return {"$set": changes}
+
+
+def with_record(
+    update: dict[str, Any] | Pipeline, record: Record | None
+) -> dict[str, Any] | Pipeline:
+    """*update*, also recording *record* (its reason and a history entry) in the same write."""
+    if record is None:
+        return update
+    if isinstance(update, list):
+        return [*update, _history_stage(record)]
+    recorded = {
+        **update,
+        "$push": {HISTORY: {"$each": [record.entry()], "$slice": -HISTORY_LENGTH}},
+    }
+    if record.reason is not None:
+        recorded["$set"] = {**update.get("$set", {}), REASON: record.reason}
+    return recorded
+
+
+def _hold(fields: MongoFields, kind: LockKind, now: datetime, until: Any) -> dict[str, Any]:
     return {
-        fields.next_use: _literal(until),
-        fields.ready_at: _literal(until),
+        fields.next_use: until,
+        fields.ready_at: until,
         fields.lock_kind: _literal(kind.value),
         fields.locked_at: _literal(now),
     }
 
 
 def hand_out(
-    fields: MongoFields, *, now: datetime, until: datetime, count_use: int, token: str
+    fields: MongoFields,
+    *,
+    now: datetime,
+    until: datetime,
+    count_use: int,
+    token: str,
+    budgets: Sequence[Budget] = (),
+    scope: str | None = None,
+    store: Any = None,
 ) -> Pipeline:
-    """The hand-out: held until *until*, used now, ``count_use`` and the fence counted."""
+    """The hand-out: held until *until* (or its budget), used now, counted, fenced.
+
+    With *budgets*, the ones that apply to *scope* record this use; a spent
+    pool-wide budget holds the session (lock kind ``budget``) until its
+    oldest use leaves the window, a spent scoped one locks its scope.
+    """
     count = f"${fields.count_use}"
+    counters = {
+        fields.last_use: _literal(now),
+        LEASE: _literal(token),
+        fields.count_use: {"$add": [number_or_zero(count), count_use]},
+        FENCE: {"$add": [number_or_zero(f"${FENCE}"), 1]},
+    }
+    entries, spent, scoped = budget_updates(
+        budgets, scope=scope, now=now, weight=count_use, store=store
+    )
+    if not entries:
+        return [{"$set": {**counters, **_hold(fields, LockKind.IN_USE, now, _literal(until))}}]
+    held: Any = _literal(until)
+    kind: Any = LockKind.IN_USE.value
+    if spent is not None:
+        held = {"$max": [_literal(until), spent]}
+        kind = {"$cond": [{"$gt": [spent, _literal(until)]}, LockKind.BUDGET.value, kind]}
     return [
+        {"$set": entries},
         {
             "$set": {
-                fields.last_use: _literal(now),
-                **_hold(fields, LockKind.IN_USE, now, until),
-                LEASE: _literal(token),
-                fields.count_use: {"$add": [number_or_zero(count), count_use]},
-                FENCE: {"$add": [number_or_zero(f"${FENCE}"), 1]},
+                **counters,
+                **scoped,
+                fields.next_use: held,
+                fields.lock_kind: kind,
+                fields.locked_at: _literal(now),
             }
-        }
+        },
+        {"$set": {fields.ready_at: f"${fields.next_use}"}},
     ]
 
 
@@ -88,7 +187,7 @@ def success(
     """A success: counted, held until *until*; with escalation, strikes decay."""
     counter = f"${fields.count_success}"
     changes: dict[str, Any] = {
-        **_hold(fields, LockKind.IN_USE, now, until),
+        **_hold(fields, LockKind.IN_USE, now, _literal(until)),
         fields.count_success: {"$add": [number_or_zero(counter), count_success]},
     }
     if escalation is not None:
@@ -96,16 +195,14 @@ def success(
     return [{"$set": changes}]
 
 
-def lock(fields: MongoFields, *, kind: LockKind, now: datetime, until: datetime) -> dict[str, Any]:
+def lock(fields: MongoFields, *, kind: LockKind, now: datetime, until: datetime) -> Pipeline:
     """A lock or block of *kind* until *until*."""
-    return {
-        "$set": {
-            fields.next_use: until,
-            fields.ready_at: until,
-            fields.lock_kind: kind.value,
-            fields.locked_at: now,
-        }
-    }
+    return [{"$set": _hold(fields, kind, now, _literal(until))}]
+
+
+def scoped_lock(scope: str, *, until: datetime) -> Pipeline:
+    """A lock for hand-outs with *scope* only, until *until*; the session stays free for others."""
+    return [{"$set": {scope_field(scope): _literal(until)}}]
 
 
 def release(fields: MongoFields, *, now: datetime) -> dict[str, Any]:
@@ -116,9 +213,9 @@ def release(fields: MongoFields, *, now: datetime) -> dict[str, Any]:
     }
 
 
-def deactivate(fields: MongoFields) -> dict[str, Any]:
+def deactivate(fields: MongoFields) -> Pipeline:
     """Disabled for good: out of the hand-out's way for ever."""
-    return {"$set": {fields.active: False, fields.ready_at: NEVER}}
+    return [{"$set": {fields.active: False, fields.ready_at: _literal(NEVER)}}]
 
 
 def activate(fields: MongoFields, *, now: datetime) -> Pipeline:

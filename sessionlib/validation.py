@@ -40,8 +40,11 @@ __all__ = [
     "check_document",
     "check_mapping",
     "check_offset",
+    "check_reason",
     "check_set_payload",
     "check_unset_payload",
+    "check_until",
+    "check_where",
     "delay_to_timedelta",
     "period_to_timedelta",
     "session_id",
@@ -356,3 +359,81 @@ def check_collection_name(name: object, database: str, what: str = "collection")
     if len(f"{database}.{name}".encode()) > 255:
         raise ConfigurationError(f"{what} {name!r}: the full name is longer than 255 bytes")
     return name
+
+
+MAX_REASON = 200
+"""The longest reason a report may record, in characters."""
+
+
+def check_reason(reason: object) -> str | None:
+    """Return *reason* if it is ``None`` or a short text that is no operator.
+
+    Raises:
+        InvalidInputError: it is not text, is longer than :data:`MAX_REASON`,
+            starts with ``$`` or holds a NUL.
+    """
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or not reason or len(reason) > MAX_REASON:
+        raise InvalidInputError(
+            f"reason must be a text of 1 to {MAX_REASON} characters, not {reason!r:.80}"
+        )
+    if reason.startswith("$") or "\0" in reason:
+        raise InvalidInputError(f"reason must not start with '$' or hold a NUL: {reason!r:.80}")
+    return reason
+
+
+def check_until(until: object, now: datetime) -> datetime:
+    """Return *until*, an aware instant within 100 years of *now*.
+
+    Raises:
+        InvalidPeriodError: it is not a datetime, has no time zone, or is
+            further than 100 years from now.
+    """
+    if not isinstance(until, datetime):
+        raise InvalidPeriodError(f"until must be a datetime, not {type(until).__name__}")
+    if until.tzinfo is None or until.utcoffset() is None:
+        raise InvalidPeriodError(
+            "until must have a time zone (datetime.now(UTC), or one parsed "
+            "from a header with its zone)"
+        )
+    if abs(until - now) > MAX_PERIOD:
+        raise InvalidPeriodError(f"until {until.isoformat()} is more than 100 years away")
+    return until
+
+
+# Operators that run code on the server, or that only make sense at the top.
+_FORBIDDEN_OPERATORS = frozenset({"$where", "$function", "$accumulator", "$expr", "$jsonSchema"})
+
+
+def check_where(where: object) -> dict[str, Any] | None:
+    """Return *where* if it is ``None`` or a filter made of field conditions.
+
+    Its top-level keys must be field names (``"session.region"``): operators
+    are allowed only under them (``{"session.tier": {"$in": [1, 2]}}``), so it
+    can narrow the hand-out's choice but never replace its conditions.
+
+    Raises:
+        InvalidInputError: it is not a mapping, a top-level key is an
+            operator, or it uses an operator that runs code.
+    """
+    if where is None:
+        return None
+    if not isinstance(where, Mapping):
+        raise InvalidInputError(
+            f"where must be a dict of field conditions, not {type(where).__name__}"
+        )
+    for key in where:
+        if not isinstance(key, str) or not key or key.startswith("$") or "\0" in key:
+            raise InvalidInputError(
+                f"where: {key!r} is not a field name; operators go under a field, "
+                "as in {'session.region': {'$in': ['eu', 'us']}}"
+            )
+    for depth, value in _walk(where):
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"where: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, Mapping):
+            for key in value:
+                if key in _FORBIDDEN_OPERATORS:
+                    raise InvalidInputError(f"where: the operator {key!r} is not allowed")
+    return dict(where)

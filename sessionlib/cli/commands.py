@@ -14,6 +14,7 @@ from ..states import State, state_filter, state_of
 from ..stats import PoolStatistics
 from ..store import SessionStore
 from ..transfer import dump_line, parse_lines, redact
+from ..updates import REASON
 from .importing import import_lines
 from .output import Output, table
 from .parser import NotFoundError, UsageError, parse_id, parse_period, split_pool
@@ -87,10 +88,12 @@ async def cmd_list(store: SessionStore, args: Any, out: Output) -> None:
                 "last_use": doc.get(pool.last_use),
                 "count_use": doc.get(pool.count_use, 0),
                 "count_success": doc.get(pool.count_success, 0),
+                "reason": doc.get(REASON),
             }
         )
     headers = ["_id", "state", "next_use", "last_use", "uses", "successes"]
-    human = table(headers, [list(row.values()) for row in rows]) if rows else "no sessions"
+    cells = [list(row.values())[: len(headers)] for row in rows]  # the reason: `why`, --json
+    human = table(headers, cells) if rows else "no sessions"
     out.result(human, rows)
 
 
@@ -177,10 +180,31 @@ def _ids(
     verb: str, action: Callable[[MongoSessions, dict[str, Any], Any], Awaitable[Any]]
 ) -> Command:
     async def command(store: SessionStore, args: Any, out: Output) -> None:
-        period = parse_period(getattr(args, "period", None))
-        await _each_id(store, args, out, verb, lambda pool, s: action(pool, s, period))
+        options = {
+            "period": parse_period(getattr(args, "period", None)),
+            "until": getattr(args, "until", None),
+            "scope": getattr(args, "scope", None),
+            "reason": getattr(args, "reason", None),
+        }
+        await _each_id(store, args, out, verb, lambda pool, s: action(pool, s, options))
 
     return command
+
+
+async def cmd_why(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    session_id = parse_id(args.id, args.id_type)
+    found = await pool.history({"_id": session_id})
+    if found is None:
+        raise NotFoundError(f"no session with _id {session_id!r}")
+    rows = [
+        [entry.get(key) for key in ("at", "kind", "reason", "fence", "by")]
+        for entry in found["history"]
+    ]
+    last = found["reason"]
+    human = f"session {session_id!r}: last reason {last if last is not None else '-'}\n"
+    human += table(["at", "kind", "reason", "fence", "by"], rows) if rows else "no history"
+    out.result(human, found)
 
 
 async def cmd_ensure_indexes(store: SessionStore, args: Any, out: Output) -> None:
@@ -196,11 +220,14 @@ COMMANDS: dict[str, Command] = {
     "stats": cmd_stats,
     "migrate": cmd_migrate,
     "ensure-indexes": cmd_ensure_indexes,
-    "lock": _ids("locked", lambda pool, s, period: pool.session_lock(s, period)),
-    "block": _ids("blocked", lambda pool, s, period: pool.session_block(s, period)),
-    "release": _ids("released", lambda pool, s, _: pool.session_release(s)),
-    "activate": _ids("activated", lambda pool, s, _: pool.session_activate(s)),
-    "deactivate": _ids("deactivated", lambda pool, s, _: pool.session_inactive(s)),
+    "lock": _ids("locked", lambda pool, s, o: pool.session_lock(s, **o)),
+    "block": _ids("blocked", lambda pool, s, o: pool.session_block(s, **o)),
+    "release": _ids("released", lambda pool, s, o: pool.session_release(s, reason=o["reason"])),
+    "activate": _ids("activated", lambda pool, s, o: pool.session_activate(s, reason=o["reason"])),
+    "deactivate": _ids(
+        "deactivated", lambda pool, s, o: pool.session_inactive(s, reason=o["reason"])
+    ),
     "delete": _ids("deleted", lambda pool, s, _: pool.session_delete(s)),
+    "why": cmd_why,
 }
 """Each command's coroutine, by name."""

@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NoReturn
 
 from bson import ObjectId
@@ -104,6 +105,16 @@ def _limit(text: str) -> int:
     return value
 
 
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 instant") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +03:00)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command."""
     common = _Parser(add_help=False)
@@ -141,15 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
     lst = command("list", "list sessions with their state", [pool])
     lst.add_argument("--state", choices=STATES)
     lst.add_argument("--limit", type=_limit, default=50, help="at most N sessions (50; 0: all)")
+    lst.add_argument("--reason", help="only sessions whose last reason is REASON")
     stats = command("stats", "pool statistics: one pool, or every pool of a database", [])
     stats.add_argument("pool", metavar="DATABASE[.COLLECTION]")
+    reason = _Parser(add_help=False)
+    reason.add_argument("--reason", help="why, kept in the session's history")
     for name, help_text in (("lock", "lock sessions for a while"), ("block", "block sessions")):
-        sub = command(name, help_text, [ids])
-        sub.add_argument("--for", dest="period", help='10m, 2h, 1d or {"hours": 1}')
-    command("release", "make sessions available now", [ids])
-    command("activate", "enable disabled sessions", [ids])
-    command("deactivate", "disable sessions for good", [ids])
+        sub = command(name, help_text, [ids, reason])
+        when = sub.add_mutually_exclusive_group()
+        when.add_argument("--for", dest="period", help='10m, 2h, 1d or {"hours": 1}')
+        when.add_argument(
+            "--until", type=_instant, help="an instant with its zone: 2026-05-01T12:00:00+03:00"
+        )
+        sub.add_argument("--scope", help="for hand-outs with this scope only")
+    command("release", "make sessions available now", [ids, reason])
+    command("activate", "enable disabled sessions", [ids, reason])
+    command("deactivate", "disable sessions for good", [ids, reason])
     command("delete", "delete sessions", [ids])
+    why = command("why", "a session's last reason and history of state changes", [pool])
+    why.add_argument("id", metavar="ID", help="the session's _id")
+    why.add_argument(
+        "--id-type", choices=("auto", "str", "int", "objectid"), default="auto", help="see lock"
+    )
     command("ensure-indexes", "create the indexes hand-outs and statistics use", [pool])
     mig = command(
         "migrate",
@@ -184,7 +208,7 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = N
         raise UsageError(f"--timeout must be from 0 to 3600 seconds, not {args.timeout:g}")
     # What can be checked without a server is checked before connecting.
     split_pool(args.pool, allow_database=args.command in {"stats", "migrate"})
-    for text in getattr(args, "ids", ()):
+    for text in [*getattr(args, "ids", ()), *([args.id] if hasattr(args, "id") else [])]:
         parse_id(text, args.id_type)
     parse_period(getattr(args, "period", None))
     return args

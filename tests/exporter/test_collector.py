@@ -19,8 +19,13 @@ sessionpool_sessions{collection="telegram",database="pools",state="available"} 4
 sessionpool_sessions{collection="telegram",database="pools",state="in_use"} 2.0
 sessionpool_sessions{collection="telegram",database="pools",state="locked"} 1.0
 sessionpool_sessions{collection="telegram",database="pools",state="blocked"} 1.0
+sessionpool_sessions{collection="telegram",database="pools",state="budget"} 0.0
 sessionpool_sessions{collection="telegram",database="pools",state="inactive"} 1.0
 sessionpool_sessions{collection="telegram",database="pools",state="other"} 1.0
+# HELP sessionpool_scope_sessions Sessions as hand-outs with a scope see the pool: available to that scope, or locked for it (globally or for the scope alone). Scopes beyond the limit are folded into scope "other" (the fewest available among them). Refreshed every 15 seconds.
+# TYPE sessionpool_scope_sessions gauge
+sessionpool_scope_sessions{collection="telegram",database="pools",scope="search",state="available"} 3.0
+sessionpool_scope_sessions{collection="telegram",database="pools",scope="search",state="locked"} 5.0
 # HELP sessionpool_session_uses_total Hand-outs of the pool's sessions (sum of count_use; deleting sessions looks like a counter reset). Refreshed every 15 seconds.
 # TYPE sessionpool_session_uses_total counter
 sessionpool_session_uses_total{collection="telegram",database="pools"} 40.0
@@ -91,7 +96,7 @@ def test_exposition_text_of_a_fixed_snapshot() -> None:
 
 def test_states_sum_to_the_pool_size() -> None:
     registry = registry_for(fixed_snapshot())
-    states = ("available", "in_use", "locked", "blocked", "inactive", "other")
+    states = ("available", "in_use", "locked", "blocked", "budget", "inactive", "other")
 
     total = sum(
         registry.get_sample_value(

@@ -35,6 +35,7 @@ from sessionlib import (
     PoolStatistics,
     SessionPoolError,
 )
+from sessionlib.states import LOCK_KINDS
 
 pytestmark = pytest.mark.wire
 
@@ -192,7 +193,7 @@ def test_every_call_survives_malformed_documents(
                     if not touched <= set(limit):
                         problems.append(f"{name} changed sessions {sorted(touched, key=repr)}")
             released = await pool.release_expired_locks()
-            assert set(released) == {"in_use", "locked", "blocked"}
+            assert set(released) == {kind.value for kind in LOCK_KINDS}
         config = Config(mongo_url=wire_url, databases=(db_name,), pool_timeout=5)
         store = open_store(config)
         refresher = Refresher(store, Discovery(store, config), State(1), config)

@@ -59,9 +59,9 @@ def test_add_lock_list_release_and_the_rest(db: Any, db_name: str) -> None:
     assert {"activated": 1, "missing": []} == cli_json("activate", pool, "a")
     stats = cli_json("stats", pool)
     assert (2, 2, 0) == (stats["total"], stats["available"], stats["inactive"])
-    assert {"indexes": ["sessionpool_order", "sessionpool_states"]} == cli_json(
-        "ensure-indexes", pool
-    )
+    assert {
+        "indexes": ["sessionpool_order", "sessionpool_states", "sessionpool_scopes"]
+    } == cli_json("ensure-indexes", pool)
     assert {"deleted": 1, "missing": []} == cli_json("delete", pool, "7")
     assert ["a"] == [doc["_id"] for doc in db["tg"].find()]
 

@@ -9,6 +9,7 @@ from sessionlib import exceptions
 def test_public_names() -> None:
     assert [
         "Block",
+        "Budget",
         "ConfigurationError",
         "DatabaseError",
         "Deactivate",

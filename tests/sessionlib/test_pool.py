@@ -248,7 +248,7 @@ async def test_statistics_partition_the_pool(pool: MongoSessions, clock: Movable
         "count_blocked": 1,  # 5, inactive: the seed's name
         "count_locked": 6,  # 0, 1, 2, 3, 4, 6
         "count_total": 8,
-        "locked_by_kind": {"in_use": 2, "locked": 2, "blocked": 2},
+        "locked_by_kind": {"in_use": 2, "locked": 2, "blocked": 2, "budget": 0},
         "sum_count_use": 2,
         "sum_count_success": 3,
         "next_unlock": START + timedelta(minutes=1),
@@ -292,13 +292,18 @@ async def test_release_expired_locks_counts_by_kind_and_spares_live_locks(
 
     released = await pool.release_expired_locks()
 
-    assert {"in_use": 1, "locked": 1, "blocked": 1} == released
+    assert {"in_use": 1, "locked": 1, "blocked": 1, "budget": 0} == released
     by_id = {doc["_id"]: doc for doc in await documents(pool)}
     for number in (0, 1, 3):
         assert (None, None) == (by_id[number]["next_use"], by_id[number].get("lock_kind"))
     assert LockKind.LOCKED == by_id[2]["lock_kind"]
     assert START == utc(by_id[4]["next_use"])
-    assert {"in_use": 0, "locked": 0, "blocked": 0} == await pool.release_expired_locks()
+    assert {
+        "in_use": 0,
+        "locked": 0,
+        "blocked": 0,
+        "budget": 0,
+    } == await pool.release_expired_locks()
 
 
 async def test_ensure_indexes_creates_the_documented_keys(pool: MongoSessions) -> None:
@@ -306,7 +311,7 @@ async def test_ensure_indexes_creates_the_documented_keys(pool: MongoSessions) -
     again = await pool.ensure_indexes()
 
     info = await pool.index_information()
-    assert names == again == ["sessionpool_order", "sessionpool_states"]
+    assert names == again == ["sessionpool_order", "sessionpool_states", "sessionpool_scopes"]
     assert [("ready_at", 1), ("last_use", 1), ("next_use", 1), ("active", 1)] == [
         tuple(key) for key in info["sessionpool_order"]["key"]
     ]

@@ -14,7 +14,8 @@ TAKEN_AT = 1_800_000_000.5
 
 
 def fixed_snapshot() -> Snapshot:
-    """Two pools: telegram refreshed (10 sessions in every state), broken failing."""
+    """Two pools: telegram refreshed (10 sessions in every state, one locked for "search"),
+    broken failing."""
     stats = PoolStatistics(
         total=10,
         available=4,
@@ -26,6 +27,7 @@ def fixed_snapshot() -> Snapshot:
         successes=30,
         next_unlock=datetime(2027, 1, 15, 8, 0, tzinfo=UTC),
         oldest_lock=datetime(2027, 1, 15, 7, 0, tzinfo=UTC),
+        scopes=MappingProxyType({"search": 1}),
     )
     return Snapshot(
         taken_at=TAKEN_AT,
