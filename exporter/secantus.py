@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -50,6 +51,7 @@ class SecantusServer:
             any client that reaches the port could use it).
         durable: Fsync the log on every commit, so writes acknowledged with
             ``j=True`` survive a crash (slower; off by default, as in mongod).
+        env: The child's environment; the parent's when omitted.
     """
 
     def __init__(
@@ -60,7 +62,9 @@ class SecantusServer:
         *,
         test_commands: bool = False,
         durable: bool = False,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        self.env = dict(env) if env is not None else None
         self.test_commands = test_commands
         self.durable = durable
         self.data_dir = Path(data_dir)
@@ -117,6 +121,7 @@ class SecantusServer:
             # parent, which then stops the child in order.
             start_new_session=True,
             cwd=self.data_dir,
+            env=self.env,
         )
         try:
             self._wait_ready()

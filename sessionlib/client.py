@@ -639,6 +639,7 @@ class MongoSessions(MongoConnectionInterface):
             pipeline = self.escalation.lock_pipeline(
                 now=now, block_period=self.block_time, fields=self, store=self._store
             )
+            pipeline = updates.keep_budget_lock(self, now=self._store(now), pipeline=pipeline)
             return await self._report(session, pipeline, lease_checked, record)
         else:
             end = ceil_ms(now + duration)
@@ -656,6 +657,9 @@ class MongoSessions(MongoConnectionInterface):
         lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Make the session available now, whatever lock it had.
+
+        A spent usage budget still holds it (its lock kind ``budget`` stays
+        until the window allows a use), and scoped locks stay.
 
         Raises:
             InvalidInputError: *session* or *reason* is invalid; nothing was written.

@@ -10,6 +10,10 @@ with pipeline updates that read a counter which is not a number (written by
 another program) as 0, so one malformed document can never make hand-outs
 fail. Every report may record a reason, and appends an entry to the
 session's capped history, in the same write.
+
+A spent usage budget outlasts any report (see :func:`keep_budget_lock`): a
+success, a shorter lock or a release never frees a session whose budget
+still holds it, whichever pool or tool sends it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "activate",
     "deactivate",
     "hand_out",
+    "keep_budget_lock",
     "lock",
     "order_key_changes",
     "release",
@@ -118,6 +123,46 @@ def with_record(
     return recorded
 
 
+def keep_budget_lock(fields: MongoFields, *, now: datetime, pipeline: Pipeline) -> Pipeline:
+    """*pipeline*, except that a budget lock ending later than its new hold stays.
+
+    The first stage that sets ``next_use`` (and ``lock_kind``, and maybe
+    ``locked_at`` and ``ready_at``) is rewritten to read the session's lock
+    as it was: if it is a ``budget`` lock still running at *now* and ending
+    after the new ``next_use``, the budget lock is kept. The hand-out's
+    filter counts the budget's uses in any case; keeping the lock keeps the
+    state the statistics show true to it.
+    """
+    stages = list(pipeline)
+    for index, stage in enumerate(stages):
+        changes = stage.get("$set", {})
+        if fields.next_use not in changes:
+            continue
+        running = {
+            "$and": [
+                {"$eq": [f"${fields.lock_kind}", LockKind.BUDGET.value]},
+                {"$gt": [f"${fields.next_use}", _literal(now)]},
+            ]
+        }
+        end = {"$cond": [running, f"${fields.next_use}", None]}
+        held = changes[fields.next_use]
+        kept = {"$gt": [end, held]}
+        rewritten = {
+            **changes,
+            fields.next_use: {"$max": [held, end]},
+            fields.lock_kind: {"$cond": [kept, LockKind.BUDGET.value, changes[fields.lock_kind]]},
+        }
+        if fields.locked_at in changes:
+            rewritten[fields.locked_at] = {
+                "$cond": [kept, f"${fields.locked_at}", changes[fields.locked_at]]
+            }
+        if fields.ready_at in changes:
+            rewritten[fields.ready_at] = {"$max": [changes[fields.ready_at], end]}
+        stages[index] = {"$set": rewritten}
+        break
+    return stages
+
+
 def _hold(fields: MongoFields, kind: LockKind, now: datetime, until: Any) -> dict[str, Any]:
     return {
         fields.next_use: until,
@@ -192,12 +237,14 @@ def success(
     }
     if escalation is not None:
         changes[STRIKES] = escalation.decay_expression()
-    return [{"$set": changes}]
+    return keep_budget_lock(fields, now=now, pipeline=[{"$set": changes}])
 
 
 def lock(fields: MongoFields, *, kind: LockKind, now: datetime, until: datetime) -> Pipeline:
-    """A lock or block of *kind* until *until*."""
-    return [{"$set": _hold(fields, kind, now, _literal(until))}]
+    """A lock or block of *kind* until *until* (a spent budget's longer lock stays)."""
+    return keep_budget_lock(
+        fields, now=now, pipeline=[{"$set": _hold(fields, kind, now, _literal(until))}]
+    )
 
 
 def scoped_lock(scope: str, *, until: datetime) -> Pipeline:
@@ -205,12 +252,18 @@ def scoped_lock(scope: str, *, until: datetime) -> Pipeline:
     return [{"$set": {scope_field(scope): _literal(until)}}]
 
 
-def release(fields: MongoFields, *, now: datetime) -> dict[str, Any]:
-    """Available at once, whatever lock it had; it joins the queue now."""
-    return {
-        "$set": {fields.next_use: None, fields.ready_at: now},
-        "$unset": {fields.lock_kind: "", fields.locked_at: ""},
+def release(fields: MongoFields, *, now: datetime) -> Pipeline:
+    """Available at once, whatever lock it had but a spent budget's; it joins the queue now.
+
+    Scoped locks stay (they are cooldowns for one purpose, not holds).
+    """
+    changes = {
+        fields.next_use: None,
+        fields.ready_at: _literal(now),
+        fields.lock_kind: None,
+        fields.locked_at: None,
     }
+    return keep_budget_lock(fields, now=now, pipeline=[{"$set": changes}])
 
 
 def deactivate(fields: MongoFields) -> Pipeline:

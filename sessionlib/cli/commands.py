@@ -59,10 +59,15 @@ async def cmd_import(store: SessionStore, args: Any, out: Output) -> None:
     )
 
 
-def _query(pool: MongoSessions, state: str | None) -> dict[str, Any]:
-    if state is None:
-        return {}
-    return state_filter(pool, State(state), pool.options.stored_time.store(pool.clock()))
+def _query(pool: MongoSessions, state: str | None, reason: str | None = None) -> dict[str, Any]:
+    """The filter of sessions in *state* whose last reason is *reason* (each if given)."""
+    query: dict[str, Any] = {}
+    if state is not None:
+        now = pool.options.stored_time.store(pool.clock())
+        query = state_filter(pool, State(state), now)
+    if reason is not None:
+        query = {"$and": [query, {REASON: reason}]} if query else {REASON: reason}
+    return query
 
 
 async def cmd_export(store: SessionStore, args: Any, out: Output) -> None:
@@ -74,7 +79,7 @@ async def cmd_export(store: SessionStore, args: Any, out: Output) -> None:
 async def cmd_list(store: SessionStore, args: Any, out: Output) -> None:
     pool = _pool(store, args)
     documents = await pool.find(
-        filter=_query(pool, args.state), sort=[("_id", 1)], limit=args.limit
+        filter=_query(pool, args.state, args.reason), sort=[("_id", 1)], limit=args.limit
     )
     now = pool.clock()
     rows = []
@@ -91,9 +96,8 @@ async def cmd_list(store: SessionStore, args: Any, out: Output) -> None:
                 "reason": doc.get(REASON),
             }
         )
-    headers = ["_id", "state", "next_use", "last_use", "uses", "successes"]
-    cells = [list(row.values())[: len(headers)] for row in rows]  # the reason: `why`, --json
-    human = table(headers, cells) if rows else "no sessions"
+    headers = ["_id", "state", "next_use", "last_use", "uses", "successes", "reason"]
+    human = table(headers, [list(row.values()) for row in rows]) if rows else "no sessions"
     out.result(human, rows)
 
 

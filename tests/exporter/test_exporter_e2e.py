@@ -503,3 +503,56 @@ def test_auto_release_never_brings_back_a_dropped_pool(
 
     assert ["kept"] == sorted(names)
     assert {"kept"} == pools_in(samples) == pools_in(later)
+
+
+def test_scopes_are_exported_folded_beyond_the_limit_and_their_ended_locks_released(
+    mongo: Any, wire_url: str, db_name: str, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    past, future = now - timedelta(minutes=5), now + timedelta(hours=1)
+    mongo["pool"].insert_many(
+        [
+            session(0, scopes={"search": future}),
+            session(1, scopes={"search": past, "profile": future}),  # search's lock ended
+            session(2, scopes={}),
+            session(3, next_use=future, lock_kind="locked", scopes={"search": future}),
+            session(4, scopes={"profile": future}),
+        ]
+    )
+    args = ["--mongo-url", wire_url, "--database", db_name, "--interval", "0.5"]
+    args += ["--scope-limit", "1", "--auto-release", "--auto-release-interval", "0.5"]
+
+    with ExporterProcess(args, tmp_path / "exporter.log") as exporter:
+
+        def scope(samples: Samples, name: str, state: str) -> float:
+            labels = {"scope": name, "state": state}
+            return samples.get(
+                (
+                    "sessionpool_scope_sessions",
+                    frozenset({"database": db_name, "collection": "pool", **labels}.items()),
+                ),
+                -1,
+            )
+
+        def released(samples: Samples) -> float:
+            labels = {"database": db_name, "collection": "pool", "kind": "scope"}
+            return samples.get(("sessionpool_locks_released_total", frozenset(labels.items())), -1)
+
+        samples = exporter.wait_for_sample(lambda s: released(s) == 1, 30, "a scoped release")
+        # Released: "search" locks session 0 only now; "profile" locks 1 and 4,
+        # so it is kept and "search" is folded into "other". Session 3 is
+        # locked for everyone, so it counts as locked for each scope.
+        samples = exporter.wait_for_sample(
+            lambda s: scope(s, "profile", "available") == 2, 30, "scopes after the release"
+        )
+        assert (2, 3) == (
+            scope(samples, "profile", "available"),
+            scope(samples, "profile", "locked"),
+        )
+        assert (3, 2) == (scope(samples, "other", "available"), scope(samples, "other", "locked"))
+        assert -1 == scope(samples, "search", "available")
+        assert 4 == pool_value(samples, "sessionpool_sessions", db_name, "pool", state="available")
+        assert 0 == exporter.stop()
+
+    assert {"profile"} == set(mongo["pool"].find_one({"_id": 1})["scopes"])
+    assert {"search"} == set(mongo["pool"].find_one({"_id": 0})["scopes"])

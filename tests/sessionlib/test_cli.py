@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,15 @@ def test_human_output_is_a_table(db: Any, db_name: str) -> None:
 
     lines = out.splitlines()
     assert 0 == code
-    assert lines[0].split() == ["_id", "state", "next_use", "last_use", "uses", "successes"]
+    assert lines[0].split() == [
+        "_id",
+        "state",
+        "next_use",
+        "last_use",
+        "uses",
+        "successes",
+        "reason",
+    ]
     assert lines[2].split()[:2] == ["a", "available"]
 
 
@@ -207,3 +216,73 @@ def test_console_script_and_module_entry_points(db: Any, db_name: str) -> None:
         )
         assert 0 == result.returncode, result.stderr
         assert 0 == json.loads(result.stdout)["total"]
+
+
+def test_lock_until_an_instant_for_a_scope_with_a_reason(db: Any, db_name: str) -> None:
+    pool = f"{db_name}.tg"
+    cli("add", pool, '{"_id": "a", "session": {}}')
+    until = datetime.now(UTC) + timedelta(hours=3)
+
+    locked = cli_json(
+        "lock", pool, "a", "--until", until.isoformat(), "--scope", "search", "--reason", "429"
+    )
+
+    stored = db["tg"].find_one({"_id": "a"})
+    assert {"locked": 1, "missing": []} == locked
+    assert abs(stored["scopes"]["search"] - until) < timedelta(milliseconds=1)
+    assert "429" == stored["reason"]
+    assert "available" == cli_json("list", pool)[0]["state"]  # for everyone but "search"
+
+
+def test_why_prints_the_history_and_list_filters_by_reason(db: Any, db_name: str) -> None:
+    pool = f"{db_name}.tg"
+    cli("add", pool, '{"_id": "a", "session": {}}')
+    cli("add", pool, '{"_id": "b", "session": {}}')
+    cli("lock", pool, "a", "--for", "1h", "--reason", "captcha")
+    cli("deactivate", pool, "b", "--reason", "banned")
+    cli("release", pool, "a", "--reason", "solved")
+
+    found = cli_json("why", pool, "a")
+    code, human = cli("why", pool, "a")
+
+    assert "solved" == found["reason"]
+    assert [("locked", "captcha"), ("released", "solved")] == [
+        (entry["kind"], entry["reason"]) for entry in found["history"]
+    ]
+    assert 0 == code
+    assert human.startswith("session 'a': last reason solved\n")
+    assert ["at", "kind", "reason", "fence", "by"] == human.splitlines()[1].split()
+    assert ["locked", "captcha"] == human.splitlines()[3].split()[2:4]  # after the date and time
+    assert [("b", "banned")] == [
+        (r["_id"], r["reason"]) for r in cli_json("list", pool, "--reason", "banned")
+    ]
+    assert [] == cli_json("list", pool, "--reason", "captcha")  # a's last reason is "solved"
+    assert 1 == cli("why", pool, "zzz")[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lock", "a", "--until", "2026-05-01T12:00:00"],  # no zone
+        ["lock", "a", "--until", "tomorrow"],
+        ["lock", "a", "--for", "1h", "--until", "2026-05-01T12:00:00Z"],
+        ["lock", "a", "--until", "2999-01-01T00:00:00Z"],  # beyond 100 years
+        ["block", "a", "--for", "1h", "--reason", "$inc"],
+        ["lock", "a", "--for", "1h", "--reason", "x" * 201],
+        ["lock", "a", "--for", "1h", "--scope", "a.b"],
+        ["release", "a", "--reason", "$set"],
+    ],
+)
+def test_bad_worker_options_fail_and_write_nothing(
+    db: Any, db_name: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pool = f"{db_name}.tg"
+    cli("add", pool, '{"_id": "a", "session": {}}')
+    before = db["tg"].find_one({"_id": "a"})
+    capsys.readouterr()
+
+    code, out = cli(argv[0], pool, *argv[1:])
+
+    assert code in (1, 2), out
+    assert "Traceback" not in capsys.readouterr().err
+    assert before == db["tg"].find_one({"_id": "a"})

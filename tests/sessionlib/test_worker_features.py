@@ -16,6 +16,7 @@ from sessionlib import (
     InvalidInputError,
     Lock,
     MongoSessions,
+    NoSessionAvailableError,
 )
 from tests.support.backends import documents
 from tests.support.clock import START, MovableClock, utc
@@ -86,6 +87,36 @@ async def test_expired_scoped_locks_are_dropped(pool: MongoSessions, clock: Mova
     assert {} == by_id[1]["scopes"]
 
 
+async def test_acquire_and_lease_with_a_scope_skip_its_locks(
+    pool: MongoSessions, clock: MovableClock
+) -> None:
+    await fill(pool, 2)
+    await pool.session_lock({"_id": 0}, {"hours": 1}, scope="search")
+
+    lease = await pool.acquire(hold=0, scope="search")
+    assert lease is not None
+    assert 1 == lease.session["_id"]
+    await lease.lock({"hours": 1}, scope="search")  # now both are out for "search"
+    clock.advance(seconds=1)
+    with pytest.raises(NoSessionAvailableError):
+        async with pool.lease(scope="search"):
+            pass
+    taken = []
+
+    async def rate_limited_on_profiles() -> None:
+        async with pool.lease(scope="profile", on_error={KeyError: Lock(scope="profile")}) as held:
+            taken.append(held.session["_id"])
+            raise KeyError("rate limited on profiles")
+
+    with pytest.raises(KeyError):
+        await rate_limited_on_profiles()
+    assert [0] == taken  # the least recently used of the two
+
+    scopes = {doc["_id"]: set(doc["scopes"]) for doc in await documents(pool)}
+    assert {0: {"search", "profile"}, 1: {"search"}} == scopes
+    assert "KeyError" == (await documents(pool))[0]["reason"]
+
+
 @pytest.mark.parametrize("scope", ["", "a.b", "$x", "other", "x" * 65, 5])
 async def test_bad_scopes_are_refused_writing_nothing(pool: MongoSessions, scope: Any) -> None:
     await fill(pool, 1)
@@ -152,6 +183,37 @@ async def test_a_spent_budget_shows_as_its_own_lock_kind(
     assert (1, 1) == (stats["locked_by_kind"]["budget"], stats["count_active"])
     assert ("budget", START + timedelta(hours=1)) == (spent["lock_kind"], utc(spent["next_use"]))
     assert START + timedelta(hours=1) == stats["next_unlock"]
+
+
+async def test_no_report_frees_a_session_its_budget_holds(
+    client: Any, db_name: str, clock: MovableClock
+) -> None:
+    pool = await budget_pool(client, db_name, clock, Budget(uses=1, per={"hours": 1}))
+    plain = await budget_pool(client, db_name, clock)  # as the CLI: no budgets declared
+    await fill(pool, 1)
+    spent = await pool.get_session(next_use_delay=5)
+    assert spent is not None
+    ends = START + timedelta(hours=1)
+
+    states = []
+    for report in (
+        lambda: pool.session_success(spent, next_use_delay=10),
+        lambda: pool.session_lock(spent, {"minutes": 5}),
+        lambda: plain.session_release({"_id": 0}),
+        lambda: pool.session_release(spent),
+    ):
+        await report()
+        (doc,) = await documents(pool)
+        states.append((doc["lock_kind"], utc(doc["next_use"]), utc(doc["ready_at"])))
+    stats = await pool.statistics()
+    await pool.session_lock(spent, {"hours": 2})  # a longer lock wins
+    (longer,) = await documents(pool)
+    await pool.close()
+    await plain.close()
+
+    assert [("budget", ends, ends)] * 4 == states
+    assert (1, 0) == (stats.budget, stats.available)
+    assert ("locked", START + timedelta(hours=2)) == (longer["lock_kind"], utc(longer["next_use"]))
 
 
 async def test_count_use_weighs_against_the_budget(

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +58,18 @@ async def caught(call: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
     return {"raised": False}
 
 
+def stop(pid: int) -> None:
+    """SIGSTOP *pid* and wait until it is really stopped (the signal is delivered later)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                return
+        time.sleep(0.01)
+    raise RuntimeError(f"process {pid} did not stop")
+
+
 async def main(url: str, closed: str, db: str, server_pid: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
 
@@ -85,7 +98,7 @@ async def main(url: str, closed: str, db: str, server_pid: int) -> dict[str, Any
 
     await pool.session_block({"_id": "same"})
     results["empty"] = await caught(empty)
-    os.kill(server_pid, signal.SIGSTOP)
+    stop(server_pid)
     try:
         results["hang"] = await caught(pool.count_active)
     finally:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
+import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sessionlib import MongoSessions
+from sessionlib import Budget, MongoSessions
 
 
 async def _drain(
@@ -64,7 +66,6 @@ async def _churn(
     reports: bool = True,
 ) -> dict[str, Any]:
     import random
-    import time
 
     from sessionlib import SessionPoolError
 
@@ -156,15 +157,55 @@ def churn(
     return asyncio.run(_churn(url, db, collection, barrier=barrier, **options))
 
 
+async def _spend(
+    url: str, db: str, collection: str, *, uses: int, per: float, duration: float, barrier: Any
+) -> dict[str, Any]:
+    handouts: list[tuple[Any, int]] = []
+    budget = Budget(uses=uses, per=timedelta(seconds=per))
+    async with MongoSessions(
+        url, db=db, collection=collection, timeout=30, fenced=True, budgets=[budget]
+    ) as pool:
+        await pool.count_active()  # connected and warm: now start together
+        barrier.wait()
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            session = await pool.get_session(next_use_delay=0)
+            if session is not None:
+                handouts.append((session["_id"], session["fence"]))
+    return {"handouts": handouts}
+
+
+def spend_budget(
+    url: str, db: str, collection: str, options: dict[str, Any], barrier: Any
+) -> dict[str, Any]:
+    """Ask for sessions, as fast as answers come, until *duration* s pass; log each hand-out.
+
+    The pool has one ``Budget(uses, per)``; each hand-out is logged as
+    ``(_id, fence)``: the fence numbers a session's hand-outs on the server,
+    so the log needs no clock.
+    """
+    options = {key: options[key] for key in ("uses", "per", "duration")}
+    return asyncio.run(_spend(url, db, collection, barrier=barrier, **options))
+
+
 def run_workers(
-    url: str, db: str, collection: str, processes: int, options: dict[str, Any], during: Any = None
+    url: str,
+    db: str,
+    collection: str,
+    processes: int,
+    options: dict[str, Any],
+    during: Any = None,
+    work: Callable[..., dict[str, Any]] = churn,
 ) -> list[dict[str, Any]]:
-    """Run *processes* churn workers; call *during()* while they run; return their results."""
+    """Run *processes* workers (churn by default); call *during()* while they run.
+
+    Returns the workers' results.
+    """
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(processes, mp_context=context) as pool:
         barrier = manager.Barrier(processes + 1)
         futures = [
-            pool.submit(churn, url, db, collection, {**options, "seed": n}, barrier)
+            pool.submit(work, url, db, collection, {**options, "seed": n}, barrier)
             for n in range(processes)
         ]
         barrier.wait(timeout=120)
