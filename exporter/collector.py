@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pymongo
 from prometheus_client.core import (
@@ -115,8 +116,40 @@ class SnapshotCollector(Collector):
             f"none is locked. {every}",
             labels=POOL_LABELS,
         )
+        min_available = GaugeMetricFamily(
+            "sessionpool_target_min_available",
+            "The pool's own alert target: fewest available sessions it should have (set with "
+            f"'sessionpool target'); absent when it has none. {every}",
+            labels=POOL_LABELS,
+        )
+        min_ratio = GaugeMetricFamily(
+            "sessionpool_target_min_available_ratio",
+            "The pool's own alert target: least share of it that should be available; absent "
+            f"when it has none. {every}",
+            labels=POOL_LABELS,
+        )
+        breaker_open = GaugeMetricFamily(
+            "sessionpool_breaker_open",
+            "Whether the pool's circuit breaker is open (1): many sessions failed alike, so "
+            f"workers release failing sessions instead of blaming them. {every}",
+            labels=POOL_LABELS,
+        )
+        trips = CounterMetricFamily(
+            "sessionpool_breaker_trips",
+            f"Times the pool's circuit breaker has tripped. {every}",
+            labels=POOL_LABELS,
+        )
+        # The breaker's end is a server instant: judge it on the server's clock.
+        server_now = datetime.fromtimestamp(snapshot.taken_at + (snapshot.clock_offset or 0), UTC)
         for key, stats in sorted(snapshot.statistics.items()):
             labels = [key.database, key.collection]
+            target = stats.target
+            if target is not None and target.min_available is not None:
+                min_available.add_metric(labels, target.min_available)
+            if target is not None and target.min_available_ratio is not None:
+                min_ratio.add_metric(labels, target.min_available_ratio)
+            breaker_open.add_metric(labels, 1 if stats.breaker.is_open(server_now) else 0)
+            trips.add_metric(labels, stats.breaker.trips)
             counts = (
                 stats.available,
                 stats.in_use,
@@ -138,6 +171,7 @@ class SnapshotCollector(Collector):
             if stats.oldest_lock is not None:
                 oldest_lock.add_metric(labels, stats.oldest_lock.timestamp())
         yield from (sessions, scopes, uses, successes, next_unlock, oldest_lock)
+        yield from (min_available, min_ratio, breaker_open, trips)
 
         released = CounterMetricFamily(
             "sessionpool_locks_released",

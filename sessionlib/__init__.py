@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .breaker import CircuitBreaker
 from .budgets import Budget
 from .client import MongoSessions
 from .clock import utcnow
@@ -34,6 +35,8 @@ from .exceptions import (
     StaleLeaseError,
 )
 from .lease import Block, Deactivate, Lease, Lock, Release, Report
+from .metadata import BreakerState, Target
+from .metrics import PoolMetrics
 from .options import PoolOptions
 from .states import LockKind, State
 from .stats import PoolStatistics
@@ -46,7 +49,9 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "Block",
+    "BreakerState",
     "Budget",
+    "CircuitBreaker",
     "ConfigurationError",
     "DatabaseError",
     "Deactivate",
@@ -64,6 +69,7 @@ __all__ = [
     "NotConnectedError",
     "OperationTimeoutError",
     "PermissionDeniedError",
+    "PoolMetrics",
     "PoolOptions",
     "PoolStatistics",
     "Release",
@@ -73,6 +79,7 @@ __all__ = [
     "SessionStore",
     "StaleLeaseError",
     "State",
+    "Target",
     "__version__",
     "utcnow",
 ]

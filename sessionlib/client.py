@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
 from . import updates
+from .breaker import BreakerGuard, CircuitBreaker
 from .budgets import Budget, budget_filter
 from .clock import NEVER, Clock, ceil_ms, latest, utcnow
 from .connection import MongoConnectionInterface
@@ -46,6 +48,7 @@ from .fields import _replace
 from .indexes import LEGACY_INDEXES, SPARSE, index_specs
 from .isphere import adapt
 from .lease import Lease, OnError, check_on_error, hold_lease, wait_for_session
+from .metrics import PoolMetrics
 from .options import (
     DEFAULT_BLOCK_TIME,
     DEFAULT_LOCK_TIME,
@@ -54,6 +57,7 @@ from .options import (
     DEFAULT_TIMEOUT,
     PoolOptions,
 )
+from .poolmeta import PoolMetadataMixin
 from .scopes import (
     check_scope,
     expired_scopes_update,
@@ -95,7 +99,7 @@ if TYPE_CHECKING:
 __all__ = ["MongoSessions", "combine"]
 
 
-class MongoSessions(MongoConnectionInterface):
+class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
     """A pool of sessions stored in one MongoDB collection.
 
     Args:
@@ -141,6 +145,11 @@ class MongoSessions(MongoConnectionInterface):
             than this many seconds off the server's.
         budgets: :class:`~sessionlib.budgets.Budget` limits on how often a
             session is handed out, in rolling windows.
+        breaker: A :class:`~sessionlib.breaker.CircuitBreaker`: when many
+            sessions fail the same way at once, ``lease(on_error=...)``
+            releases them instead of blaming them.
+        metrics: A :class:`~sessionlib.metrics.PoolMetrics` to count this
+            process's hand-outs, waits, reports and errors in.
 
     Raises:
         ConfigurationError: an argument is invalid.
@@ -177,6 +186,8 @@ class MongoSessions(MongoConnectionInterface):
         clock_sync_interval: float = 60.0,
         clock_skew_warning: float = 1.0,
         budgets: Sequence[Budget] | None = None,
+        breaker: CircuitBreaker | None = None,
+        metrics: PoolMetrics | None = None,
     ) -> None:
         try:
             reconnect = _reconnect_attempts(max_allowed_reconnect, allow_reconnect)
@@ -201,10 +212,13 @@ class MongoSessions(MongoConnectionInterface):
                 clock_sync_interval=clock_sync_interval,
                 clock_skew_warning=clock_skew_warning,
                 budgets=tuple(budgets or ()),
+                breaker=breaker,
+                metrics=metrics,
             )
         except ConfigurationError as exc:
             raise adapt(exc) from None
         super().__init__(mongo_url, db, collection, client=client, options=options)
+        self._breaker_guard = BreakerGuard(breaker) if breaker is not None else None
 
     # -- settings ----------------------------------------------------------------
 
@@ -247,9 +261,6 @@ class MongoSessions(MongoConnectionInterface):
     async def _sync_clock(self) -> None:
         if self._options.clock is None and self._connector is not None:
             await self._connector.sync_clock_if_due()
-
-    def _store(self, instant: datetime) -> datetime:
-        return self._options.stored_time.store(instant)
 
     # -- overridable hooks ---------------------------------------------------
 
@@ -334,6 +345,12 @@ class MongoSessions(MongoConnectionInterface):
         check_scope(scope)
         narrowed = check_where(where)
         await self._sync_clock()
+        metrics = self._options.metrics
+        started = time.perf_counter()
+        if await self._paused_until() is not None:  # the breaker is open and pauses hand-outs
+            if metrics is not None:
+                metrics.handed_out(self.db_name, self.collection_name, got=False, seconds=0.0)
+            return None
         decided = self._store(self.clock())
         query = combine(self.default_filter, self._filter_exclude_lock())
         if self._uses_order_key():
@@ -360,7 +377,16 @@ class MongoSessions(MongoConnectionInterface):
             projection=self._hand_out_projection(with_lease),
             return_document=ReturnDocument.AFTER,
         )
+        if metrics is not None:
+            seconds = time.perf_counter() - started
+            got = document is not None
+            metrics.handed_out(self.db_name, self.collection_name, got=got, seconds=seconds)
         return None if document is None else self._normalize(document)
+
+    def _waited(self, seconds: float) -> None:
+        """Observe a lease's wait for a session in the pool's metrics, if any."""
+        if self._options.metrics is not None:
+            self._options.metrics.waited(self.db_name, self.collection_name, seconds)
 
     def _hand_out_projection(self, with_lease: bool) -> dict[str, Any] | None:
         projection = self.projection
@@ -504,17 +530,23 @@ class MongoSessions(MongoConnectionInterface):
         session: Mapping[str, Any],
         update: dict[str, Any] | list[dict[str, Any]],
         lease_checked: bool | None,
-        record: Record | None = None,
+        record: Record | None,
+        kind: str,
     ) -> UpdateResult:
         query, checked = self._report_filter(session, lease_checked)
         result = await self.update_one(query, updates.with_record(update, record))
+        metrics = self._options.metrics
         if checked and result.matched_count == 0:
+            if metrics is not None:
+                metrics.stale(self.db_name, self.collection_name)
             raise StaleLeaseError(
                 f"session {session['_id']!r} is no longer held under lease "
                 f"{session[LEASE]!r}: it was handed out again or deleted; nothing was written",
                 session_id=session["_id"],
                 lease=session[LEASE],
             )
+        if metrics is not None:
+            metrics.reported(self.db_name, self.collection_name, kind)
         return result
 
     async def session_success(
@@ -552,7 +584,7 @@ class MongoSessions(MongoConnectionInterface):
             escalation=self.escalation,
         )
         record = None if reason is None else self._record("success", reason, session)
-        return await self._report(session, update, lease_checked, record)
+        return await self._report(session, update, lease_checked, record, "success")
 
     async def session_lock(
         self,
@@ -640,14 +672,14 @@ class MongoSessions(MongoConnectionInterface):
                 now=now, block_period=self.block_time, fields=self, store=self._store
             )
             pipeline = updates.keep_budget_lock(self, now=self._store(now), pipeline=pipeline)
-            return await self._report(session, pipeline, lease_checked, record)
+            return await self._report(session, pipeline, lease_checked, record, kind.value)
         else:
             end = ceil_ms(now + duration)
         if scope is not None:
             update = updates.scoped_lock(scope, until=self._store(end))
         else:
             update = updates.lock(self, kind=kind, now=self._store(now), until=self._store(end))
-        return await self._report(session, update, lease_checked, record)
+        return await self._report(session, update, lease_checked, record, kind.value)
 
     async def session_release(
         self,
@@ -671,7 +703,7 @@ class MongoSessions(MongoConnectionInterface):
         await self._sync_clock()
         update = updates.release(self, now=self._store(self.clock()))
         record = self._record("released", reason, session)
-        return await self._report(session, update, lease_checked, record)
+        return await self._report(session, update, lease_checked, record, "released")
 
     async def session_inactive(
         self,
@@ -691,23 +723,30 @@ class MongoSessions(MongoConnectionInterface):
         check_reason(reason)
         await self._sync_clock()
         record = self._record("deactivated", reason, session)
-        return await self._report(session, updates.deactivate(self), lease_checked, record)
+        return await self._report(
+            session, updates.deactivate(self), lease_checked, record, "deactivated"
+        )
 
     async def session_activate(
-        self, session: dict[str, Any], *, reason: str | None = None
+        self,
+        session: dict[str, Any],
+        *,
+        reason: str | None = None,
+        lease_checked: bool | None = None,
     ) -> UpdateResult:
         """Enable a disabled session again (``active=True``): the activator's call.
 
         Raises:
             InvalidInputError: *session* or *reason* is invalid; nothing was written.
+            StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        query = self._filter_one(session)
+        self._report_filter(session, lease_checked)
         check_reason(reason)
         await self._sync_clock()
         update = updates.activate(self, now=self._store(self.clock()))
         record = self._record("activated", reason, session)
-        return await self.update_one(query, updates.with_record(update, record))
+        return await self._report(session, update, lease_checked, record, "activated")
 
     async def history(self, session: dict[str, Any]) -> dict[str, Any] | None:
         """Return the session's last reason and history (oldest first), or ``None`` if absent.

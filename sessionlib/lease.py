@@ -77,6 +77,8 @@ class LeasingPool(Protocol):
     def clock(self) -> Callable[[], datetime]: ...
     @property
     def sleep(self) -> Callable[[float], Awaitable[None]]: ...
+    def _spares(self, error: BaseException, session_id: Any) -> Awaitable[bool]: ...
+    def _waited(self, seconds: float) -> None: ...
 
     async def acquire(
         self,
@@ -396,16 +398,19 @@ async def wait_for_session(
         InvalidInputError: *wait* is negative or not a number.
     """
     budget = delay_to_timedelta(wait, 0, name="wait")
-    deadline = pool.clock() + budget
+    started = pool.clock()
+    deadline = started + budget
     attempt = 0
     while True:
         lease = await pool.acquire(count_use, hold, scope=scope, where=where)
         if lease is not None:
+            pool._waited((pool.clock() - started).total_seconds())
             return lease
         next_at = await pool.next_available_at()
         now = pool.clock()
         remaining = (deadline - now).total_seconds()
         if remaining <= 0:
+            pool._waited((now - started).total_seconds())
             raise adapt(
                 NoSessionAvailableError(_describe(pool, next_at, now), next_available_at=next_at)
             )
@@ -438,9 +443,13 @@ async def hold_lease(
     except BaseException as error:
         report = report_for(on_error, error)
         if report is not None and lease.reported is None:
+            reason = type(error).__name__[:200]  # the exception's class is the reason on record
             try:
-                # The exception's class is the reason on record.
-                await report.apply(lease, reason=type(error).__name__[:200])
+                if not isinstance(report, Release) and await pool._spares(error, lease.get("_id")):
+                    # The pool's circuit breaker is open for this error: the
+                    # client is at fault, not the session.
+                    report, reason = Release(), f"breaker: {reason}"[:200]
+                await report.apply(lease, reason=reason)
             except SessionPoolError as exc:
                 # The body's exception is what the caller must see; say why the report failed.
                 log.warning(

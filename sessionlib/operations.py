@@ -1,8 +1,9 @@
 """Thin wrappers over the collection's driver methods (the seed's ``MongoOperations``).
 
 Each wrapper passes its keyword arguments to the driver unchanged and is
-decorated with :func:`timeout`, which bounds it by the pool's timeout and
-translates driver errors. Higher layers call only these wrappers.
+decorated with :func:`timeout`, which bounds it by the pool's timeout,
+translates driver errors, and counts them in the pool's metrics if it has
+any. Higher layers call only these wrappers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, Upd
 
 from . import driver
 from .connect import MongoConnectInterface
+from .exceptions import SessionPoolError
 
 __all__ = ["MongoOperations", "timeout"]
 
@@ -58,13 +60,18 @@ def timeout(
     async def wrapper(self: Self_, /, *args: P.args, **kwargs: P.kwargs) -> R:
         self._require_connection()
         options = self.options
-        return await driver.run(
-            name,
-            lambda: func(self, *args, **kwargs),
-            time_limit=options.timeout,
-            max_reconnect=options.max_allowed_reconnect,
-            retry=name in _RETRYABLE,
-        )
+        try:
+            return await driver.run(
+                name,
+                lambda: func(self, *args, **kwargs),
+                time_limit=options.timeout,
+                max_reconnect=options.max_allowed_reconnect,
+                retry=name in _RETRYABLE,
+            )
+        except SessionPoolError as exc:
+            if options.metrics is not None:  # a worker's telemetry (see sessionlib.metrics)
+                options.metrics.failed(self.db_name, self.collection_name, exc)
+            raise
 
     return wrapper
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .breaker import CircuitBreaker
 from .budgets import Budget, check_budgets
 from .escalation import EscalationPolicy
 from .exceptions import ConfigurationError
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
     # PyMongo's own annotations name read preferences by this class.
     from pymongo.read_preferences import _ServerMode
+
+    from .metrics import PoolMetrics
 
 __all__ = [
     "DEFAULT_BLOCK_TIME",
@@ -94,6 +97,8 @@ class PoolOptions:
     clock_sync_interval: float = 60.0
     clock_skew_warning: float = 1.0
     budgets: tuple[Budget, ...] = ()
+    breaker: CircuitBreaker | None = None
+    metrics: PoolMetrics | None = None
 
     def __post_init__(self) -> None:
         _seconds("timeout", self.timeout, low=0, high=MAX_PERIOD.total_seconds())
@@ -142,5 +147,16 @@ class PoolOptions:
             if value is not None and not callable(value):
                 raise ConfigurationError(f"{name} must be callable, not {value!r}")
         object.__setattr__(self, "budgets", check_budgets(self.budgets))
+        if self.breaker is not None and not isinstance(self.breaker, CircuitBreaker):
+            raise ConfigurationError(
+                f"breaker must be a CircuitBreaker, not {type(self.breaker).__name__}"
+            )
+        if self.metrics is not None:
+            from .metrics import PoolMetrics  # prometheus_client, only when asked for
+
+            if not isinstance(self.metrics, PoolMetrics):
+                raise ConfigurationError(
+                    f"metrics must be a PoolMetrics, not {type(self.metrics).__name__}"
+                )
         _seconds("clock_sync_interval", self.clock_sync_interval, low=0, high=86400)
         _seconds("clock_skew_warning", self.clock_skew_warning, low=0, high=86400)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from bson import Decimal128, MinKey
 
+from .metadata import CLOSED, METADATA_COLLECTION, BreakerState, Target
 from .scopes import scope_statistics_pipeline
 from .states import (
     LOCK_KINDS,
@@ -41,19 +42,24 @@ from .states import (
 )
 
 __all__ = [
+    "METADATA_PART",
     "PART_FIELD",
     "POOL_FIELD",
+    "SCOPES_PART",
     "PoolStatistics",
     "facet_pipeline",
     "grouped_pipeline",
     "index_match",
+    "metadata_pipeline",
     "union_pipeline",
 ]
 
 POOL_FIELD = "_pool"
 """The field that names each row's pool in :func:`union_pipeline`'s output."""
 PART_FIELD = "_part"
-"""The field that marks the scope rows in :func:`union_pipeline`'s output."""
+"""The field that marks the scope and metadata rows in :func:`union_pipeline`'s output."""
+SCOPES_PART = "scopes"
+METADATA_PART = "metadata"
 
 Filter = dict[str, Any]
 Load = Callable[[datetime], datetime]
@@ -148,10 +154,12 @@ def union_pipeline(
     *,
     match: Filter | None = None,
 ) -> list[dict[str, Any]]:
-    """The statistics of several pools of one database, scopes included, in one command.
+    """The statistics of several pools of one database, scopes and metadata included.
 
-    Run on the first of *collections*; each row carries its pool's name in
-    :data:`POOL_FIELD`, and the scope rows :data:`PART_FIELD` ``"scopes"``.
+    One command, run on the first of *collections*; each row carries its
+    pool's name in :data:`POOL_FIELD`, the scope rows :data:`PART_FIELD`
+    ``"scopes"``, and each pool's metadata document (its target and breaker,
+    from :data:`~sessionlib.metadata.METADATA_COLLECTION`) ``"metadata"``.
     A pool with no rows is empty.
     """
     scopes = scope_statistics_pipeline(instant, available_expression(fields, instant))
@@ -161,9 +169,21 @@ def union_pipeline(
         if name != first:
             branch = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: name}}]
             stages.append({"$unionWith": {"coll": name, "pipeline": branch}})
-        tagged = [*scopes, {"$set": {POOL_FIELD: name, PART_FIELD: "scopes"}}]
+        tagged = [*scopes, {"$set": {POOL_FIELD: name, PART_FIELD: SCOPES_PART}}]
         stages.append({"$unionWith": {"coll": name, "pipeline": tagged}})
+    stages.append(
+        {"$unionWith": {"coll": METADATA_COLLECTION, "pipeline": metadata_pipeline(collections)}}
+    )
     return stages
+
+
+def metadata_pipeline(collections: Sequence[str]) -> list[dict[str, Any]]:
+    """The metadata documents of *collections*, tagged for :func:`union_pipeline`."""
+    return [
+        {"$match": {"_id": {"$in": list(collections)}}},
+        {"$project": {"target": 1, "breaker": 1}},
+        {"$set": {POOL_FIELD: "$_id", PART_FIELD: METADATA_PART}},
+    ]
 
 
 def facet_pipeline(
@@ -266,6 +286,10 @@ class PoolStatistics:
     """Per scope in use: sessions available to all that it has locked."""
     scopes_ended: int = 0
     """Scoped locks that have ended, which ``release_expired_scoped_locks`` would drop."""
+    target: Target | None = None
+    """The pool's alert target, if one is set (read by :class:`~sessionlib.store.SessionStore`)."""
+    breaker: BreakerState = CLOSED
+    """The state of the pool's circuit breaker (read by :class:`~sessionlib.store.SessionStore`)."""
 
     @property
     def unavailable(self) -> int:
@@ -327,6 +351,16 @@ class PoolStatistics:
             if key.get("ended") is True:
                 ended += n
         return replace(self, scopes=MappingProxyType(scopes), scopes_ended=ended)
+
+    def with_metadata(self, document: Mapping[str, Any] | None, load: Load) -> PoolStatistics:
+        """These statistics with the target and breaker of a metadata *document* (or none)."""
+        if document is None:
+            return self
+        return replace(
+            self,
+            target=Target.from_document(document.get("target")),
+            breaker=BreakerState.from_document(document.get("breaker"), load),
+        )
 
     @classmethod
     def from_facets(cls, result: Sequence[Mapping[str, Any]], load: Load) -> PoolStatistics:

@@ -30,8 +30,17 @@ from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_se
 from .exceptions import ConfigurationError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
+from .metadata import METADATA_COLLECTION
 from .options import DEFAULT_MAX_ALLOWED_RECONNECT, DEFAULT_TIMEOUT, PoolOptions
-from .stats import PART_FIELD, POOL_FIELD, PoolStatistics, index_match, union_pipeline
+from .stats import (
+    METADATA_PART,
+    PART_FIELD,
+    POOL_FIELD,
+    SCOPES_PART,
+    PoolStatistics,
+    index_match,
+    union_pipeline,
+)
 from .validation import check_database_name, check_offset
 
 if TYPE_CHECKING:
@@ -348,27 +357,44 @@ class SessionStore:
         rows = await driver.run("aggregate", run, time_limit=limit, max_reconnect=0, retry=True)
         by_pool: dict[str, list[dict[str, Any]]] = {name: [] for name in collections}
         scopes: dict[str, list[dict[str, Any]]] = {name: [] for name in collections}
+        metadata: dict[str, dict[str, Any]] = {}
         for row in rows:
             name = row.get(POOL_FIELD)
-            if isinstance(name, str) and name in by_pool:
-                (scopes if row.get(PART_FIELD) == "scopes" else by_pool)[name].append(row)
+            if not isinstance(name, str) or name not in by_pool:
+                continue
+            part = row.get(PART_FIELD)
+            if part == METADATA_PART:
+                metadata[name] = row
+            else:
+                (scopes if part == SCOPES_PART else by_pool)[name].append(row)
         load = prototype.options.stored_time.load
         return {
-            PoolKey(database, name): PoolStatistics.from_groups(pool_rows, load).with_scopes(
-                scopes[name]
-            )
+            PoolKey(database, name): PoolStatistics.from_groups(pool_rows, load)
+            .with_scopes(scopes[name])
+            .with_metadata(metadata.get(name), load)
             for name, pool_rows in by_pool.items()
         }
 
     async def _one_by_one(
         self, database: str, collections: list[str], offset: float, semaphore: asyncio.Semaphore
     ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
+        metadata: dict[str, dict[str, Any]] = {}
+        meta = self.pool(database, METADATA_COLLECTION)
+        try:
+            for document in await meta.find({"_id": {"$in": collections}}):
+                metadata[document["_id"]] = document
+        except SessionPoolError as exc:  # the statistics go on without targets and breakers
+            log.debug("metadata of the pools of %s not read: %s", database, exc)
+
         async def one(name: str) -> PoolStatistics | SessionPoolError:
             async with semaphore:
                 pool = self.pool(database, name)
                 try:
                     statistics = await pool.statistics(offset)
-                    return statistics.with_scopes(await pool.scope_rows(offset))
+                    load = pool.options.stored_time.load
+                    return statistics.with_scopes(await pool.scope_rows(offset)).with_metadata(
+                        metadata.get(name), load
+                    )
                 except SessionPoolError as exc:
                     return exc
 

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
 from ..client import MongoSessions
 from ..discovery import PoolKey
 from ..exceptions import SessionPoolError
+from ..metadata import Target
 from ..states import State, state_filter, state_of
 from ..stats import PoolStatistics
 from ..store import SessionStore
 from ..transfer import dump_line, parse_lines, redact
 from ..updates import REASON
 from .importing import import_lines
-from .output import Output, table
+from .output import Output, cell, table
 from .parser import NotFoundError, UsageError, parse_id, parse_period, split_pool
+from .revive import revive, summary
 
 __all__ = ["COMMANDS"]
 
@@ -211,6 +214,84 @@ async def cmd_why(store: SessionStore, args: Any, out: Output) -> None:
     out.result(human, found)
 
 
+def _target_row(target: Target | None) -> dict[str, Any]:
+    if target is None:
+        return {"min_available": None, "min_available_ratio": None}
+    return target.as_document()
+
+
+async def cmd_target(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    wanted = (args.min_available, args.min_available_ratio)
+    if args.clear and wanted != (None, None):
+        raise UsageError("--clear takes no threshold")
+    if args.clear:
+        await pool.set_target(None)
+    elif wanted != (None, None):
+        await pool.set_target(Target(*wanted), by="sessionpool-cli")
+    target = await pool.target()
+    row = _target_row(target)
+    if target is None:
+        human = f"{args.pool}: no target (the alert rules' defaults apply)"
+    else:
+        parts = []
+        if target.min_available is not None:
+            parts.append(f"at least {target.min_available} available")
+        if target.min_available_ratio is not None:
+            parts.append(f"at least {target.min_available_ratio:.0%} available")
+        human = f"{args.pool}: target " + ", ".join(parts)
+    out.result(human, {"pool": args.pool, **row})
+
+
+async def cmd_breaker(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    if args.reset:
+        await pool.reset_breaker()
+    state = await pool.breaker_state()
+    now = pool.clock()
+    is_open = state.is_open(now)
+    data = {"pool": args.pool, **asdict(state), "open": is_open}
+    if is_open:
+        assert state.until is not None
+        human = (
+            f"{args.pool}: breaker OPEN since {cell(state.opened_at)} until {cell(state.until)}: "
+            f"{state.sessions} sessions ({state.share:.0%} of those handed out) failed with "
+            f"{state.error}; such failures release their session"
+        )
+    else:
+        human = f"{args.pool}: breaker closed"
+    human += f" (tripped {state.trips} time(s))"
+    out.result(human, data)
+
+
+async def cmd_revive(store: SessionStore, args: Any, out: Output) -> None:
+    pool = _pool(store, args)
+    outcomes = await revive(
+        pool,
+        args.check,
+        states=args.state,
+        concurrency=args.concurrency,
+        apply=args.apply,
+        check_timeout=args.check_timeout,
+        limit=args.limit,
+        progress=not args.json,
+    )
+    data = summary(outcomes, apply=args.apply)
+    rows = [[o.id, o.state, o.verdict, o.action, o.detail] for o in outcomes]
+    lines = [table(["_id", "state", "check", "action", "detail"], rows)] if rows else []
+    done = (
+        f"released {data['released']}, activated {data['activated']}"
+        if args.apply
+        else f"would release {data['would_release']}, would activate {data['would_activate']}"
+        " (dry run: nothing written; --apply to write)"
+    )
+    lines.append(
+        f"checked {data['checked']}: {data['passed']} passed, {data['failed']} failed, "
+        f"{data['error']} error(s), {data['changed']} changed meanwhile; {done}"
+    )
+    out.result("\n".join(lines), data)
+
+
 async def cmd_ensure_indexes(store: SessionStore, args: Any, out: Output) -> None:
     names = await _pool(store, args).ensure_indexes()
     out.result(f"indexes present: {', '.join(names)}", {"indexes": names})
@@ -233,5 +314,8 @@ COMMANDS: dict[str, Command] = {
     ),
     "delete": _ids("deleted", lambda pool, s, _: pool.session_delete(s)),
     "why": cmd_why,
+    "target": cmd_target,
+    "breaker": cmd_breaker,
+    "revive": cmd_revive,
 }
 """Each command's coroutine, by name."""

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import secrets
 import sys
-import time
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import IO, Any
+from typing import Any
 
 import bson
 import bson.errors
@@ -33,6 +32,7 @@ from bson import Decimal128, ObjectId
 from ..client import MongoSessions
 from ..exceptions import DatabaseError, InvalidPayloadError, SessionPoolError
 from ..transfer import ParsedLine, get_path, parse_lines
+from .output import Progress
 
 __all__ = ["BATCH", "MARK", "import_lines"]
 
@@ -61,26 +61,6 @@ def _identity(value: Any) -> Any:
     if isinstance(value, str):
         return ("string", value)
     return ("bson", bson.encode({"v": value}))
-
-
-class Progress:
-    """A progress line on stderr for long imports, at most twice a second."""
-
-    def __init__(self, total: int, stream: IO[str], *, enabled: bool) -> None:
-        self.total, self.stream = total, stream
-        self.enabled = enabled and total >= BATCH
-        self._last = 0.0
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if self.enabled and (now - self._last >= 0.5 or done == self.total):
-            self._last = now
-            self.stream.write(f"\rimporting: {done}/{self.total} ({100 * done // self.total}%)")
-            self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
 
 
 def _prepare(pool: MongoSessions, lines: list[ParsedLine], key: str) -> list[dict[str, Any]]:
@@ -157,7 +137,7 @@ async def import_lines(
             if _identity(get_path(doc, key)) not in present
         ]
     token = secrets.token_hex(8)
-    bar = Progress(len(new), sys.stderr, enabled=progress)
+    bar = Progress(len(new), sys.stderr, label="importing", enabled=progress and len(new) >= BATCH)
     try:
         for start in range(0, len(new), BATCH):
             chunk = new[start : start + BATCH]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,7 @@ from bson import ObjectId
 
 from ..clock import as_utc
 
-__all__ = ["Output", "table"]
+__all__ = ["Output", "Progress", "cell", "table"]
 
 
 @dataclass
@@ -40,7 +41,7 @@ def _json_default(value: Any) -> Any:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Render *rows* as a plain text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [[cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
@@ -48,9 +49,33 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """*value* as a table cell: ``-`` for none, instants in UTC to the second."""
     if value is None:
         return "-"
     if isinstance(value, datetime):
         return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
+
+
+class Progress:
+    """A progress line on *stream* (stderr), redrawn at most twice a second."""
+
+    def __init__(self, total: int, stream: IO[str], *, label: str, enabled: bool) -> None:
+        self.total, self.stream, self.label = total, stream, label
+        self.enabled = enabled and total > 0
+        self._last = 0.0
+
+    def update(self, done: int) -> None:
+        """Show that *done* of the total are done."""
+        now = time.monotonic()
+        if self.enabled and (now - self._last >= 0.5 or done == self.total):
+            self._last = now
+            percent = 100 * done // self.total
+            self.stream.write(f"\r{self.label}: {done}/{self.total} ({percent}%)")
+            self.stream.flush()
+
+    def done(self) -> None:
+        """End the progress line."""
+        if self.enabled:
+            self.stream.write("\n")

@@ -11,11 +11,13 @@ Only when neither gives one do the environment (``SESSIONPOOL_MONGO_URL``,
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -115,6 +117,78 @@ def _instant(text: str) -> datetime:
     return value
 
 
+def _count(text: str) -> int:
+    value = _limit(text)
+    if value > 10**9:
+        raise argparse.ArgumentTypeError(f"must be at most 10**9, not {value}")
+    return value
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _ratio_free(text)
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 3600 seconds, not {text}")
+    return value
+
+
+def _ratio_free(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    value = _limit(text)
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 256, not {value}")
+    return value
+
+
+def _states(text: str) -> tuple[str, ...]:
+    from .revive import REVIVABLE
+
+    states = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [state for state in states if state not in REVIVABLE]
+    if not states or unknown:
+        raise argparse.ArgumentTypeError(
+            f"states are a comma-separated list of {', '.join(REVIVABLE)}; not {text!r}"
+        )
+    return states
+
+
+def _check(text: str) -> Callable[..., Any]:
+    """Import ``module:function`` (the current directory is on the path, as for ``python -m``)."""
+    module_name, _, name = text.partition(":")
+    if not module_name or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODULE:FUNCTION")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any error of the user's module is a usage error here
+        raise argparse.ArgumentTypeError(
+            f"cannot import {module_name}: {type(exc).__name__}: {exc}"
+        ) from None
+    function: Callable[..., Any] | None = getattr(module, name, None)
+    if not callable(function):
+        raise argparse.ArgumentTypeError(f"{module_name} has no function {name!r}")
+    return function
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command."""
     common = _Parser(add_help=False)
@@ -175,6 +249,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--id-type", choices=("auto", "str", "int", "objectid"), default="auto", help="see lock"
     )
     command("ensure-indexes", "create the indexes hand-outs and statistics use", [pool])
+    tgt = command(
+        "target",
+        "show or set the pool's alert target (exported; the alert rules compare against it)",
+        [pool],
+    )
+    tgt.add_argument("--min-available", type=_count, help="fewest available sessions wanted")
+    tgt.add_argument("--min-available-ratio", type=_ratio, help="least share available, 0 to 1")
+    tgt.add_argument("--clear", action="store_true", help="remove the target (the default applies)")
+    brk = command("breaker", "show the pool's circuit breaker, or --reset it", [pool])
+    brk.add_argument("--reset", action="store_true", help="close it and forget its failures")
+    rev = command(
+        "revive",
+        "run a check on sessions that are out; with --apply, bring back those that pass",
+        [pool],
+    )
+    rev.add_argument(
+        "--check",
+        required=True,
+        type=_check,
+        metavar="MODULE:FUNCTION",
+        help="an async function taking the session document, true when it works",
+    )
+    rev.add_argument(
+        "--state",
+        type=_states,
+        default=("blocked", "inactive"),
+        help="comma-separated: blocked, inactive, locked (default: blocked,inactive)",
+    )
+    rev.add_argument("--concurrency", type=_concurrency, default=4, help="checks at once (4)")
+    rev.add_argument("--check-timeout", type=_seconds, default=30.0, help="seconds per check (30)")
+    rev.add_argument("--limit", type=_limit, default=0, help="at most N sessions (0: all)")
+    rev.add_argument(
+        "--apply", action="store_true", help="write: without it, a dry run that writes nothing"
+    )
     mig = command(
         "migrate",
         "give sessions the seed library wrote their order key; drop obsolete indexes",

@@ -29,7 +29,7 @@ def run(*command: str) -> str:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 19 rules found" in run(tool("promtool"), "check", "rules", str(RULES))
+    assert "SUCCESS: 27 rules found" in run(tool("promtool"), "check", "rules", str(RULES))
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
@@ -57,6 +57,8 @@ def test_every_alert_has_for_severity_summary_and_description_naming_the_pool() 
         "SessionPoolMongoDBUnreachable",
         "SessionPoolExporterDown",
         "SessionPoolExporterMissing",
+        "SessionPoolBreakerOpen",
+        "SessionPoolWorkersStarving",
     } == {alert["alert"] for alert in alerts}
     for alert in alerts:
         assert alert["for"], alert["alert"]
@@ -178,8 +180,15 @@ def test_dashboard_structure() -> None:
         "next unlock",
         "MongoDB reachable",
         "Refresh duration",
+        "Circuit breakers open",
+        "Workers",
+        "came back empty",
+        "Lease wait",
     ):
         assert needed in titles
+    targets = " ".join(dashboard_queries())
+    assert "sessionpool:target:min_available{" in targets  # each pool's threshold, drawn
+    assert "sessionpool:target:min_available_ratio{" in targets
     assert len(dashboard_queries()) >= 12
     provisioning = yaml.safe_load(
         (DEPLOY / "grafana/provisioning/dashboards/sessionpool.yml").read_text()

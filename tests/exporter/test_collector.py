@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 
 import pymongo
 from prometheus_client import CollectorRegistry, generate_latest
@@ -10,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 import sessionlib
 from exporter.collector import SnapshotCollector
 from exporter.snapshot import Snapshot, State
-from tests.support.snapshots import fixed_snapshot
+from tests.support.snapshots import TELEGRAM, fixed_snapshot
 
 EXPECTED = """\
 # HELP sessionpool_sessions Sessions in the pool by state; the states partition the pool, so sum by (database, collection) is its size. Refreshed every 15 seconds.
@@ -38,6 +39,18 @@ sessionpool_next_unlock_timestamp_seconds{collection="telegram",database="pools"
 # HELP sessionpool_oldest_lock_timestamp_seconds Unix time at which the oldest current lock of the pool was set; absent when none is locked. Refreshed every 15 seconds.
 # TYPE sessionpool_oldest_lock_timestamp_seconds gauge
 sessionpool_oldest_lock_timestamp_seconds{collection="telegram",database="pools"} 1.7999964e+09
+# HELP sessionpool_target_min_available The pool's own alert target: fewest available sessions it should have (set with 'sessionpool target'); absent when it has none. Refreshed every 15 seconds.
+# TYPE sessionpool_target_min_available gauge
+sessionpool_target_min_available{collection="telegram",database="pools"} 5.0
+# HELP sessionpool_target_min_available_ratio The pool's own alert target: least share of it that should be available; absent when it has none. Refreshed every 15 seconds.
+# TYPE sessionpool_target_min_available_ratio gauge
+sessionpool_target_min_available_ratio{collection="telegram",database="pools"} 0.25
+# HELP sessionpool_breaker_open Whether the pool's circuit breaker is open (1): many sessions failed alike, so workers release failing sessions instead of blaming them. Refreshed every 15 seconds.
+# TYPE sessionpool_breaker_open gauge
+sessionpool_breaker_open{collection="telegram",database="pools"} 1.0
+# HELP sessionpool_breaker_trips_total Times the pool's circuit breaker has tripped. Refreshed every 15 seconds.
+# TYPE sessionpool_breaker_trips_total counter
+sessionpool_breaker_trips_total{collection="telegram",database="pools"} 2.0
 # HELP sessionpool_locks_released_total Expired locks released by the exporter's auto-release, by lock kind.
 # TYPE sessionpool_locks_released_total counter
 sessionpool_locks_released_total{collection="telegram",database="pools",kind="locked"} 5.0
@@ -116,3 +129,32 @@ def test_before_the_first_refresh_only_health_is_exported() -> None:
     assert 0 == registry.get_sample_value("sessionpool_pools")
     assert 30 == registry.get_sample_value("sessionpool_refresh_interval_seconds")
     assert "sessionpool_sessions{" not in generate_latest(registry).decode()
+
+
+def test_a_breaker_is_open_only_until_its_end_on_the_servers_clock() -> None:
+    snapshot = fixed_snapshot()  # open until TAKEN_AT + 240 s
+    labels = {"database": "pools", "collection": "telegram"}
+
+    def open_at(offset: float | None, later: float = 0) -> float | None:
+        moved = replace(snapshot, clock_offset=offset, taken_at=snapshot.taken_at + later)
+        found: float | None = registry_for(moved).get_sample_value(
+            "sessionpool_breaker_open", labels
+        )
+        return found
+
+    assert 1 == open_at(None)
+    assert 0 == open_at(None, later=240)  # its very end: closed
+    assert 0 == open_at(300.0)  # the server's clock is 5 minutes ahead: over there
+    assert 1 == open_at(-300.0, later=240)
+
+
+def test_a_pool_without_a_target_exports_none() -> None:
+    snapshot = fixed_snapshot()
+    stats = snapshot.statistics[TELEGRAM]
+    bare = replace(snapshot, statistics={TELEGRAM: replace(stats, target=None)})
+
+    text = generate_latest(registry_for(bare)).decode()
+
+    assert "sessionpool_target_min_available{" not in text
+    assert "sessionpool_target_min_available_ratio{" not in text
+    assert 'sessionpool_breaker_trips_total{collection="telegram",database="pools"} 2.0' in text

@@ -1,8 +1,21 @@
-"""A real Prometheus scraping the exporter: targets, dashboard queries, alerts."""
+"""A real Prometheus scraping the exporter and a worker: dashboard queries, alerts per pool.
+
+The pools are each made to fire one alert, or none:
+
+* ``healthy``: 20 available and no target: the default threshold (5) holds;
+* ``drained``: 3 available, under the default: few-available fires;
+* ``own``: 20 available, but its own target is 30: few-available fires for it;
+* ``tripped``: workers failed alike on it and tripped its circuit breaker;
+* ``dry``: every session blocked, and a worker asks for one in vain: the
+  workers starve.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,12 +25,35 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
+from exporter.secantus import free_port
+from sessionlib import Block, CircuitBreaker, MongoSessions, Target
 from tests.support.deploy import dashboard_queries
 from tests.support.documents import session
 from tests.support.exporter_process import ExporterProcess
 from tests.support.prometheus import Prometheus, grafana_to_promql
 
 pytestmark = pytest.mark.wire
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+class LoginFailedError(Exception):
+    pass
+
+
+async def set_target_and_trip_breaker(url: str, db: str) -> None:
+    """Give ``own`` its target, and have workers fail alike on ``tripped``."""
+    async with MongoSessions(url, db=db, collection="own") as own:
+        await own.set_target(Target(min_available=30))
+    breaker = CircuitBreaker(min_sessions=3, cooldown={"hours": 1})
+    async with MongoSessions(url, db=db, collection="tripped", breaker=breaker) as tripped:
+        for _ in range(3):
+            try:
+                async with tripped.lease(on_error={LoginFailedError: Block()}):
+                    raise LoginFailedError
+            except LoginFailedError:
+                pass
+        assert (await tripped.breaker_state()).open
 
 
 @pytest.fixture
@@ -38,6 +74,13 @@ def pools(wire_url: str, db_name: str) -> Iterator[Any]:
             for n in range(18, 20)
         ]
     )
+    db["own"].insert_many([session(n) for n in range(20)])
+    db["tripped"].insert_many([session(n) for n in range(8)])
+    blocked = now + timedelta(hours=2)
+    db["dry"].insert_many(
+        [session(n, next_use=blocked, lock_kind="blocked", locked_at=now) for n in range(5)]
+    )
+    asyncio.run(set_target_and_trip_breaker(wire_url, db_name))
     stop = threading.Event()
 
     def traffic() -> None:
@@ -54,8 +97,41 @@ def pools(wire_url: str, db_name: str) -> Iterator[Any]:
     client.close()
 
 
-def test_prometheus_scrapes_queries_and_alerts(
-    pools: Any, wire_url: str, db_name: str, tmp_path: Path
+@pytest.fixture
+def worker(pools: Any, wire_url: str, db_name: str) -> Iterator[int]:
+    """A worker process serving its PoolMetrics; yields its port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.telemetry_worker", wire_url, db_name, str(port)],
+        cwd=REPOSITORY,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    yield port
+    process.terminate()
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err, err
+
+
+def firing(prometheus: Prometheus, alertname: str) -> set[str]:
+    """The pools (collections) for which *alertname* fires."""
+    alerts = prometheus.get("/api/v1/alerts")["data"]["alerts"]
+    return {
+        alert["labels"].get("collection", "")
+        for alert in alerts
+        if alert["labels"]["alertname"] == alertname and alert["state"] == "firing"
+    }
+
+
+EXPECTED_FIRING = {
+    "SessionPoolFewAvailableSessions": {"drained", "own", "dry"},
+    "SessionPoolBreakerOpen": {"tripped"},
+    "SessionPoolWorkersStarving": {"dry"},
+}
+
+
+def test_prometheus_scrapes_queries_and_alerts_per_pool(
+    pools: Any, worker: int, wire_url: str, db_name: str, tmp_path: Path
 ) -> None:
     args = [
         "--mongo-url",
@@ -70,23 +146,24 @@ def test_prometheus_scrapes_queries_and_alerts(
     ]
     with (
         ExporterProcess(args, tmp_path / "exporter.log") as exporter,
-        Prometheus(tmp_path / "prometheus", exporter.port) as prometheus,
+        Prometheus(tmp_path / "prometheus", exporter.port, workers=(worker,)) as prometheus,
     ):
         prometheus.wait_for(
-            lambda: any(
+            lambda: all(
                 t["health"] == "up"
                 for t in (prometheus.get("/api/v1/targets") or {"data": {"activeTargets": []}})[
                     "data"
                 ]["activeTargets"]
             ),
             60,
-            "the exporter target to be up",
+            "the exporter and worker targets to be up",
         )
         # Rates need a few samples; the drained pool's expired locks get released.
         prometheus.wait_for(
             lambda: (
                 bool(prometheus.query("sessionpool:success:ratio_rate5m"))
                 and bool(prometheus.query("sessionpool_locks_released_total > 0"))
+                and bool(prometheus.query("sessionpool:worker_empty:ratio_rate5m"))
             ),
             60,
             "rates and released locks",
@@ -101,34 +178,28 @@ def test_prometheus_scrapes_queries_and_alerts(
             ]
             assert (db_name if label == "database" else "healthy") in values
 
-        def firing(collection: str) -> bool:
-            alerts = prometheus.get("/api/v1/alerts")["data"]["alerts"]
-            return any(
-                a["labels"]["alertname"] == "SessionPoolFewAvailableSessions"
-                and a["labels"].get("collection") == collection
-                and a["state"] == "firing"
-                for a in alerts
-            )
-
         prometheus.wait_for(
-            lambda: firing("drained"),
+            lambda: all(
+                firing(prometheus, name) >= pools for name, pools in EXPECTED_FIRING.items()
+            ),
             60,
-            "the drained pool's alert to fire; alerts: "
-            + json.dumps(prometheus.get("/api/v1/alerts"))
-            + "; available: "
-            + json.dumps(prometheus.query("sessionpool:available:sum")),
+            "the alerts to fire; alerts: " + json.dumps(prometheus.get("/api/v1/alerts")),
         )
+        # Each fires for its pools and only there.
+        assert EXPECTED_FIRING == {name: firing(prometheus, name) for name in EXPECTED_FIRING}
+        targets = {
+            sample["metric"]["collection"]: float(sample["value"][1])
+            for sample in prometheus.query("sessionpool:target:min_available")
+        }
+        assert {"healthy": 5, "drained": 5, "own": 30, "tripped": 5, "dry": 5} == targets
         alerts = prometheus.get("/api/v1/alerts")["data"]["alerts"]
-        healthy = [a for a in alerts if a["labels"].get("collection") == "healthy"]
-        assert [] == healthy
-        drained = next(
+        assert [] == [a for a in alerts if a["labels"].get("collection") == "healthy"]
+        own = next(
             a
             for a in alerts
             if a["labels"]["alertname"] == "SessionPoolFewAvailableSessions"
-            and a["labels"]["collection"] == "drained"
+            and a["labels"]["collection"] == "own"
         )
-        assert (
-            f"Few available sessions in pool {db_name}.drained" == drained["annotations"]["summary"]
-        )
-        assert "warning" == drained["labels"]["severity"]
+        assert f"Few available sessions in pool {db_name}.own" == own["annotations"]["summary"]
+        assert "warning" == own["labels"]["severity"]
         assert 0 == exporter.stop()

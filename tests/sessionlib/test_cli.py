@@ -286,3 +286,193 @@ def test_bad_worker_options_fail_and_write_nothing(
     assert code in (1, 2), out
     assert "Traceback" not in capsys.readouterr().err
     assert before == db["tg"].find_one({"_id": "a"})
+
+
+def test_target_is_set_shown_and_cleared(db: Any, db_name: str) -> None:
+    pool = f"{db_name}.tg"
+    cli("add", pool, '{"_id": "a", "session": {}}')
+
+    nothing = cli_json("target", pool)
+    both = cli_json("target", pool, "--min-available", "20", "--min-available-ratio", "0.1")
+    code, human = cli("target", pool)
+    cleared = cli_json("target", pool, "--clear")
+
+    assert (None, None) == (nothing["min_available"], nothing["min_available_ratio"])
+    assert (20, 0.1) == (both["min_available"], both["min_available_ratio"])
+    assert (0, f"{pool}: target at least 20 available, at least 10% available\n") == (code, human)
+    assert (None, None) == (cleared["min_available"], cleared["min_available_ratio"])
+    assert [] == list(db["sessionpool.pools"].find({"target": {"$exists": True}}))
+    assert "tg" not in db.list_collection_names() or 1 == db["tg"].count_documents({})
+
+
+def test_breaker_is_shown_and_reset(db: Any, db_name: str) -> None:
+    pool = f"{db_name}.tg"
+    until = datetime.now(UTC) + timedelta(minutes=5)
+    db["sessionpool.pools"].insert_one(
+        {
+            "_id": "tg",
+            "breaker": {
+                "open": True,
+                "error": "LoginFailedError",
+                "opened_at": datetime.now(UTC),
+                "until": until,
+                "sessions": 6,
+                "share": 0.75,
+                "trips": 1,
+            },
+            "failures": [{"at": datetime.now(UTC), "error": "LoginFailedError", "session": "1"}],
+        }
+    )
+
+    shown = cli_json("breaker", pool)
+    code, human = cli("breaker", pool)
+    reset = cli_json("breaker", pool, "--reset")
+
+    assert (True, "LoginFailedError", 6, 0.75) == (
+        shown["open"],
+        shown["error"],
+        shown["sessions"],
+        shown["share"],
+    )
+    assert 0 == code
+    assert human.startswith(f"{pool}: breaker OPEN since ")
+    assert "6 sessions (75% of those handed out) failed with LoginFailedError" in human
+    assert (False, 1) == (reset["open"], reset["trips"])
+    assert [] == db["sessionpool.pools"].find_one({"_id": "tg"})["failures"]
+
+
+CHECK_MODULE = """
+from pymongo import MongoClient
+
+URL = {url!r}
+DB = {db!r}
+
+
+async def check(session):
+    payload = session["session"]
+    if payload.get("boom"):
+        raise RuntimeError("the source said no")
+    if payload.get("taken"):  # a worker gets this session while it is being checked
+        with MongoClient(URL) as client:
+            client[DB]["tg"].update_one({{"_id": session["_id"]}}, {{"$set": {{"lease": "w"}}}})
+    return payload["ok"]
+"""
+
+
+@pytest.fixture
+def revive_pool(
+    db: Any, db_name: str, wire_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    (tmp_path / f"check_{db_name}.py").write_text(CHECK_MODULE.format(url=wire_url, db=db_name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    later = datetime.now(UTC) + timedelta(days=1)
+    for number, (ok, fields) in enumerate(
+        [
+            (True, {"next_use": later, "lock_kind": "blocked"}),
+            (False, {"next_use": later, "lock_kind": "blocked"}),
+            (True, {"active": False}),
+            (True, {"active": False, "boom": True}),
+            (True, {}),  # available: not a candidate
+            (True, {"next_use": later, "lock_kind": "locked"}),  # locked: not by default
+            (True, {"next_use": later, "lock_kind": "blocked", "taken": True}),
+        ]
+    ):
+        payload = {"ok": ok, **({"boom": True} if fields.pop("boom", False) else {})}
+        payload.update({"taken": True} if fields.pop("taken", False) else {})
+        db["tg"].insert_one(
+            {"_id": number, "session": payload, "active": True, "count_use": 0, **fields}
+        )
+    return f"check_{db_name}:check"
+
+
+def test_revive_is_a_dry_run_by_default(
+    db: Any, db_name: str, revive_pool: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = list(db["tg"].find().sort("_id"))
+
+    report = cli_json("revive", f"{db_name}.tg", "--check", revive_pool)
+    code, human = cli("revive", f"{db_name}.tg", "--check", revive_pool)
+
+    after = list(db["tg"].find().sort("_id"))
+    assert after[6].pop("lease") == "w"  # written by the check itself, playing a worker
+    assert before == after  # revive wrote nothing
+    verdicts = {s["id"]: (s["verdict"], s["action"]) for s in report["sessions"]}
+    assert {
+        0: ("passed", "would release"),
+        1: ("failed", None),
+        2: ("passed", "would activate"),
+        3: ("error", None),
+        6: ("passed", "would release"),
+    } == verdicts
+    assert (True, 5, 3, 1, 1, 2, 1, 0) == (
+        report["dry_run"],
+        report["checked"],
+        report["passed"],
+        report["failed"],
+        report["error"],
+        report["would_release"],
+        report["would_activate"],
+        report["released"],
+    )
+    assert 0 == code
+    assert human.splitlines()[-1] == (
+        "checked 5: 3 passed, 1 failed, 1 error(s), 0 changed meanwhile; would release 2, "
+        "would activate 1 (dry run: nothing written; --apply to write)"
+    )
+    assert "checking: 5/5 (100%)" in capsys.readouterr().err
+
+
+def test_revive_applies_through_a_lease_with_a_reason(
+    db: Any, db_name: str, revive_pool: str
+) -> None:
+    report = cli_json(
+        "revive",
+        f"{db_name}.tg",
+        "--check",
+        revive_pool,
+        "--apply",
+        "--state",
+        "blocked,inactive,locked",
+    )
+
+    docs = {doc["_id"]: doc for doc in db["tg"].find()}
+    verdicts = {s["id"]: (s["verdict"], s["action"]) for s in report["sessions"]}
+    assert {
+        0: ("passed", "released"),
+        1: ("failed", None),
+        2: ("passed", "activated"),
+        3: ("error", None),
+        5: ("passed", "released"),
+        6: ("changed", None),  # a worker took it during the check: left alone
+    } == verdicts
+    assert (None, "revive: check passed", 1) == (
+        docs[0]["next_use"],
+        docs[0]["reason"],
+        docs[0]["fence"],
+    )
+    assert (True, "revive: check passed") == (docs[2]["active"], docs[2]["reason"])
+    assert "blocked" == docs[1]["lock_kind"]
+    assert False is docs[3]["active"]
+    assert ("blocked", "w") == (docs[6]["lock_kind"], docs[6]["lease"])
+    assert [("released", "revive: check passed")] == [
+        (entry["kind"], entry["reason"]) for entry in docs[0]["history"]
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--check", "no_such_module_here:check"],
+        ["--check", "json:no_such_function"],
+        ["--check", "nocolon"],
+        ["--check", "json:dumps", "--state", "available"],
+        ["--check", "json:dumps", "--concurrency", "0"],
+        ["--check", "json:dumps", "--check-timeout", "nan"],
+    ],
+)
+def test_bad_revive_arguments_exit_2_before_connecting(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIONPOOL_MONGO_URL", f"mongodb://127.0.0.1:{free_port()}/")
+
+    assert 2 == cli("revive", "pools.tg", *argv)[0]

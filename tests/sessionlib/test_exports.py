@@ -9,7 +9,9 @@ from sessionlib import exceptions
 def test_public_names() -> None:
     assert [
         "Block",
+        "BreakerState",
         "Budget",
+        "CircuitBreaker",
         "ConfigurationError",
         "DatabaseError",
         "Deactivate",
@@ -27,6 +29,7 @@ def test_public_names() -> None:
         "NotConnectedError",
         "OperationTimeoutError",
         "PermissionDeniedError",
+        "PoolMetrics",
         "PoolOptions",
         "PoolStatistics",
         "Release",
@@ -36,6 +39,7 @@ def test_public_names() -> None:
         "SessionStore",
         "StaleLeaseError",
         "State",
+        "Target",
         "__version__",
         "utcnow",
     ] == sorted(sessionlib.__all__)

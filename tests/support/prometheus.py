@@ -30,9 +30,13 @@ def fast_rules(target: Path) -> None:
 
 
 class Prometheus:
-    """``prometheus`` on a free loopback port, with its own data folder, scraping exporters."""
+    """``prometheus`` on a free loopback port, with its own data folder, scraping exporters.
 
-    def __init__(self, folder: Path, *exporter_ports: int) -> None:
+    *workers* are ports of worker processes serving sessionlib's ``PoolMetrics``
+    (scraped as the job ``workers``).
+    """
+
+    def __init__(self, folder: Path, *exporter_ports: int, workers: tuple[int, ...] = ()) -> None:
         binary = shutil.which("prometheus")
         assert binary, "prometheus is not installed: apt-get install prometheus (see .ci/run)"
         self.port = free_port()
@@ -47,7 +51,11 @@ class Prometheus:
                     "static_configs": [
                         {"targets": [f"127.0.0.1:{port}" for port in exporter_ports]}
                     ],
-                }
+                },
+                {
+                    "job_name": "workers",
+                    "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in workers]}],
+                },
             ],
         }
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from exporter.snapshot import PoolKey, Snapshot
-from sessionlib import PoolStatistics
+from sessionlib import BreakerState, PoolStatistics, Target
 
 TELEGRAM = PoolKey("pools", "telegram")
 BROKEN = PoolKey("pools", "broken")
@@ -14,8 +14,8 @@ TAKEN_AT = 1_800_000_000.5
 
 
 def fixed_snapshot() -> Snapshot:
-    """Two pools: telegram refreshed (10 sessions in every state, one locked for "search"),
-    broken failing."""
+    """Two pools: telegram refreshed (10 sessions in every state, one locked for "search",
+    a target, its breaker open), broken failing."""
     stats = PoolStatistics(
         total=10,
         available=4,
@@ -28,6 +28,16 @@ def fixed_snapshot() -> Snapshot:
         next_unlock=datetime(2027, 1, 15, 8, 0, tzinfo=UTC),
         oldest_lock=datetime(2027, 1, 15, 7, 0, tzinfo=UTC),
         scopes=MappingProxyType({"search": 1}),
+        target=Target(min_available=5, min_available_ratio=0.25),
+        breaker=BreakerState(
+            open=True,
+            error="LoginFailedError",
+            opened_at=datetime.fromtimestamp(TAKEN_AT - 60, UTC),
+            until=datetime.fromtimestamp(TAKEN_AT + 240, UTC),
+            sessions=6,
+            share=0.75,
+            trips=2,
+        ),
     )
     return Snapshot(
         taken_at=TAKEN_AT,
