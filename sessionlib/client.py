@@ -698,12 +698,9 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        self._report_filter(session, lease_checked)
-        check_reason(reason)
-        await self._sync_clock()
-        update = updates.release(self, now=self._store(self.clock()))
-        record = self._record("released", reason, session)
-        return await self._report(session, update, lease_checked, record, "released")
+        return await self._state_report(
+            session, "released", lambda now: updates.release(self, now=now), reason, lease_checked
+        )
 
     async def session_inactive(
         self,
@@ -719,12 +716,8 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        self._report_filter(session, lease_checked)
-        check_reason(reason)
-        await self._sync_clock()
-        record = self._record("deactivated", reason, session)
-        return await self._report(
-            session, updates.deactivate(self), lease_checked, record, "deactivated"
+        return await self._state_report(
+            session, "deactivated", lambda _: updates.deactivate(self), reason, lease_checked
         )
 
     async def session_activate(
@@ -741,12 +734,25 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
+        return await self._state_report(
+            session, "activated", lambda now: updates.activate(self, now=now), reason, lease_checked
+        )
+
+    async def _state_report(
+        self,
+        session: dict[str, Any],
+        kind: str,
+        build: Callable[[datetime], dict[str, Any] | list[dict[str, Any]]],
+        reason: str | None,
+        lease_checked: bool | None,
+    ) -> UpdateResult:
+        """Check, then write the update *build* makes for now (stored), recording *kind*."""
         self._report_filter(session, lease_checked)
         check_reason(reason)
         await self._sync_clock()
-        update = updates.activate(self, now=self._store(self.clock()))
-        record = self._record("activated", reason, session)
-        return await self._report(session, update, lease_checked, record, "activated")
+        update = build(self._store(self.clock()))
+        record = self._record(kind, reason, session)
+        return await self._report(session, update, lease_checked, record, kind)
 
     async def history(self, session: dict[str, Any]) -> dict[str, Any] | None:
         """Return the session's last reason and history (oldest first), or ``None`` if absent.

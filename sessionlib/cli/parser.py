@@ -125,23 +125,20 @@ def _count(text: str) -> int:
 
 
 def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and 0 <= value <= 1):
+    value = _number(text)
+    if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = _ratio_free(text)
+    value = _number(text)
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError(f"must be above 0 and at most 3600 seconds, not {text}")
     return value
 
 
-def _ratio_free(text: str) -> float:
+def _number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
