@@ -8,8 +8,9 @@ computed here exactly, from the documents: they are put in the order of the
 index the hand-out's sort uses, restricted to the range its filter gives
 that index, and the entries before the first match are counted. The same is
 done for the design before the order key (index ``{last_use, next_use,
-active}``, no range). The pool is brought to a steady state by the library
-itself: blocked and deactivated sessions, and many hand-outs of the rest.
+active}``, no range). The pool is brought to a steady state by the
+library's own updates: blocked and deactivated sessions, and hand-outs of
+the rest.
 
 **The server's clock.** A pool reads the server's clock with one ``hello``
 every ``clock_sync_interval`` (60 s); hand-outs between readings cost nothing
@@ -21,10 +22,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sessionlib import MongoSessions, utcnow
+from sessionlib import MongoSessions, updates, utcnow
+from sessionlib.states import LockKind
 
 from .backends import Backend
 from .report import Figure, Report
@@ -72,6 +74,13 @@ def stepped_over(documents: list[dict[str, Any]], now: datetime, *, order_key: b
 
 
 async def _steady_pool(backend: Backend, size: int, blocked: float, inactive: float) -> Any:
+    """A pool in the state a working one reaches, written by the library's own updates.
+
+    Every session used once; then some blocked and some disabled; then the
+    rest used again. Each step is the update the library sends for it
+    (:mod:`sessionlib.updates`), applied to many sessions in one
+    ``update_many``, so a pool of 30,000 is built in seconds on any backend.
+    """
     collection = backend.database()[f"steady{size}"]
     pool = await MongoSessions(
         db=collection.database.name, collection=collection.name, client=backend.client
@@ -79,17 +88,25 @@ async def _steady_pool(backend: Backend, size: int, blocked: float, inactive: fl
     await collection.insert_many(
         [pool.new_document({"_id": n, "session": {}}) for n in range(size)]
     )
-    # Every session used once, oldest first; then some banned, some disabled.
-    for _ in range(size):
-        await pool.get_session(next_use_delay=0)
-    for number in range(int(size * blocked)):
-        await pool.session_block({"_id": number}, {"days": 1})
-    start = int(size * blocked)
-    for number in range(start, start + int(size * inactive)):
-        await pool.session_inactive({"_id": number})
-    # The rest keep being handed out, as a working pool's are.
-    for _ in range(size):
-        await pool.get_session(next_use_delay=0)
+    now = utcnow()
+
+    def hand_out(at: datetime) -> Any:
+        return updates.hand_out(pool, now=at, until=at, count_use=1, token="steady")
+
+    await collection.update_many({}, hand_out(now - timedelta(minutes=10)))
+    banned = int(size * blocked)
+    disabled = int(size * inactive)
+    await collection.update_many(
+        {"_id": {"$lt": banned}},
+        updates.lock(pool, kind=LockKind.BLOCKED, now=now, until=now + timedelta(days=1)),
+    )
+    await collection.update_many(
+        {"_id": {"$gte": banned, "$lt": banned + disabled}}, updates.deactivate(pool)
+    )
+    await collection.update_many(
+        {"_id": {"$gte": banned + disabled}}, hand_out(now - timedelta(minutes=1))
+    )
+    await pool.close()
     return collection
 
 
