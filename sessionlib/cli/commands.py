@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -104,7 +105,8 @@ async def cmd_list(store: SessionStore, args: Any, out: Output) -> None:
     out.result(human, rows)
 
 
-def _stats_row(key: PoolKey, stats: PoolStatistics) -> dict[str, Any]:
+def _stats_row(key: PoolKey, stats: PoolStatistics, now: datetime) -> dict[str, Any]:
+    target = stats.target
     return {
         "pool": str(key),
         "total": stats.total,
@@ -112,11 +114,14 @@ def _stats_row(key: PoolKey, stats: PoolStatistics) -> dict[str, Any]:
         "in_use": stats.in_use,
         "locked": stats.locked,
         "blocked": stats.blocked,
+        "budget": stats.budget,
         "inactive": stats.inactive,
         "other": stats.other,
         "uses": stats.uses,
         "successes": stats.successes,
         "next_unlock": stats.next_unlock,
+        "target": None if target is None else target.min_available,
+        "breaker": "open" if stats.breaker.is_open(now) else "closed",
     }
 
 
@@ -129,16 +134,14 @@ async def _pools_of(store: SessionStore, target: str) -> tuple[list[PoolKey], bo
 
 async def cmd_stats(store: SessionStore, args: Any, out: Output) -> None:
     keys, single = await _pools_of(store, args.pool)
-    if single:
-        rows = [_stats_row(keys[0], await store.pool(*keys[0]).statistics())]
-    else:
-        found = await store.statistics(keys)
-        rows = []
-        for key in keys:
-            outcome = found[key]
-            if isinstance(outcome, SessionPoolError):
-                raise outcome
-            rows.append(_stats_row(key, outcome))
+    found = await store.statistics(keys)  # targets and breakers included
+    now = store.clock()
+    rows = []
+    for key in keys:
+        outcome = found[key]
+        if isinstance(outcome, SessionPoolError):
+            raise outcome
+        rows.append(_stats_row(key, outcome, now))
     headers = list(rows[0]) if rows else []
     human = table(headers, [list(r.values()) for r in rows]) if rows else "no pools"
     out.result(human, rows[0] if single else rows)
