@@ -4,7 +4,8 @@ Used by the embedded default, and on its own by the compose demo::
 
     python -m exporter.demo --mongo-url mongodb://mongo:27017
 
-It creates the ``sessionpool_demo`` pools if missing, then runs a few
+It creates the ``sessionpool_demo`` pools if missing (``telegram`` with an
+alert target of its own), then runs a few
 simulated workers that take sessions and report successes, locks, blocks and
 deactivations, and an activator that revives disabled sessions, until
 stopped.
@@ -22,7 +23,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sessionlib import MongoSessions, SessionPoolError, SessionStore
+from sessionlib import MongoSessions, SessionPoolError, SessionStore, Target
 from sessionlib.logger import redact_url
 
 __all__ = ["DEMO_DATABASE", "DEMO_POOLS", "DemoTraffic", "main"]
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 DEMO_DATABASE = "sessionpool_demo"
 DEMO_POOLS = {"telegram": 60, "truecaller": 30, "whatsapp": 12}
 """Demo pools and their sizes; the smallest one tends to run low, as real pools do."""
+DEMO_TARGETS = {"telegram": Target(min_available=30, min_available_ratio=0.5)}
+"""Demo pools with an alert target of their own (the others use the rules' defaults)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ class DemoTraffic:
         try:
             for name, size in DEMO_POOLS.items():
                 await self._fill(pools[name], name, size)
+            for name, target in DEMO_TARGETS.items():
+                await pools[name].set_target(target)
         except BaseException:
             await self.stop()
             raise

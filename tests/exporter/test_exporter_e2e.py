@@ -323,6 +323,8 @@ def test_embedded_default_serves_demo_metrics_and_exits_cleanly(tmp_path: Path) 
             "demo pools with traffic",
         )
         assert 1 == samples[("sessionpool_up", frozenset())]
+        telegram = frozenset({"database": "sessionpool_demo", "collection": "telegram"}.items())
+        assert 30 == samples[("sessionpool_target_min_available", telegram)]
         assert _processes_mentioning(str(demo_dir)), "the embedded server is not running"
         assert 0 == exporter.stop()
     first_lines = exporter.log().splitlines()[:2]
