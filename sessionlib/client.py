@@ -528,7 +528,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
     async def _report(
         self,
         session: Mapping[str, Any],
-        update: dict[str, Any] | list[dict[str, Any]],
+        update: list[dict[str, Any]],
         lease_checked: bool | None,
         record: Record | None,
         kind: str,
@@ -742,7 +742,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         self,
         session: dict[str, Any],
         kind: str,
-        build: Callable[[datetime], dict[str, Any] | list[dict[str, Any]]],
+        build: Callable[[datetime], list[dict[str, Any]]],
         reason: str | None,
         lease_checked: bool | None,
     ) -> UpdateResult:

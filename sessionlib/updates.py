@@ -106,21 +106,11 @@ def _history_stage(record: Record) -> dict[str, Any]:
     return {"$set": changes}
 
 
-def with_record(
-    update: dict[str, Any] | Pipeline, record: Record | None
-) -> dict[str, Any] | Pipeline:
+def with_record(update: Pipeline, record: Record | None) -> Pipeline:
     """*update*, also recording *record* (its reason and a history entry) in the same write."""
     if record is None:
         return update
-    if isinstance(update, list):
-        return [*update, _history_stage(record)]
-    recorded = {
-        **update,
-        "$push": {HISTORY: {"$each": [record.entry()], "$slice": -HISTORY_LENGTH}},
-    }
-    if record.reason is not None:
-        recorded["$set"] = {**update.get("$set", {}), REASON: record.reason}
-    return recorded
+    return [*update, _history_stage(record)]
 
 
 def keep_budget_lock(fields: MongoFields, *, now: datetime, pipeline: Pipeline) -> Pipeline:
