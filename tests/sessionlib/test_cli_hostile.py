@@ -17,6 +17,7 @@ from pymongo import MongoClient
 
 from exporter.secantus import free_port
 from sessionlib.cli import main
+from tests.support.faults import silent_server
 
 pytestmark = pytest.mark.wire
 
@@ -79,31 +80,8 @@ def test_a_timeout_before_the_command_is_honoured(silent_port: int) -> None:
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    import socket
-    import threading
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for sock in held:
-        sock.close()
-    listener.close()
+    with silent_server() as port:
+        yield port
 
 
 def lines(count: int, **overrides: Any) -> list[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,6 +20,7 @@ from sessionlib import (
     ServerUnavailableError,
 )
 from sessionlib.driver import translate
+from tests.support.faults import silent_server as quiet_server
 
 PASSWORD = "pa55-w0rd-never-logged"
 
@@ -29,28 +28,8 @@ PASSWORD = "pa55-w0rd-never-logged"
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A loopback server that accepts connections and never answers; yields its port."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join()
-    for connection in accepted:
-        connection.close()
-    listener.close()
+    with quiet_server() as port:
+        yield port
 
 
 @pytest.fixture

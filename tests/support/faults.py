@@ -1,4 +1,4 @@
-"""Fault injection on loopback: a TCP proxy that can turn into a black hole."""
+"""Fault injection on loopback: a TCP proxy that can turn into a black hole, a silent server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import select
 import socket
 import threading
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
@@ -104,3 +105,32 @@ class BlackholeProxy:
         self._thread.join()
         self._close_all()
         self._listener.close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A loopback server that accepts connections and never answers; yields its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
