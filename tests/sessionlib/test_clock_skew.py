@@ -91,27 +91,85 @@ def test_no_double_hold_whatever_the_workers_clocks_say(
     assert "off the MongoDB server's" not in results[0]["stderr"]
 
 
-def test_trusting_the_workers_clocks_does_hold_sessions_twice(
-    pool_db: Any, wire_url: str, db_name: str
+def one_session(pool_db: Any) -> None:
+    """Leave session 0 alone in the pool, so the second holder can only ask for it."""
+    pool_db["pool"].delete_many({"_id": {"$ne": 0}})
+
+
+def run_in_turn(
+    first: tuple[dict[str, Any], dict[str, str]], second: tuple[dict[str, Any], dict[str, str]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """*first* takes the only session and works on it; *second* asks while it does.
+
+    The first holds for 8 s with its marker in for 4.8 s and asks once; the
+    second waits for that marker (no sleep, no clock), then asks for 1 s.
+    """
+    first_options, first_env = first
+    second_options, second_env = second
+    results = run_holders(
+        [
+            ({**first_options, "hold": 8.0, "duration": 0.1}, first_env),
+            ({**second_options, "hold": 8.0, "duration": 1.0, "after_marker": True}, second_env),
+        ]
+    )
+    assert 1 == results[0]["handouts"], results[0]
+    assert results[1]["waited"], "the second holder never saw the first one's marker"
+    return results[0], results[1]
+
+
+# Which of the two holders is off, and by how much: ahead, a worker takes
+# what one on time holds; behind, a worker writes a hold that has already
+# ended on the server's clock.
+TURNS = {"ahead": (None, "+20s"), "behind": ("-20s", None)}
+
+
+@pytest.mark.parametrize("trust", [False, True], ids=["server-clock", "own-clocks"])
+@pytest.mark.parametrize("turn", sorted(TURNS))
+def test_a_worker_whose_clock_is_off_never_takes_a_held_session(
+    pool_db: Any, wire_url: str, db_name: str, turn: str, trust: bool
 ) -> None:
-    # The control: the same fleet deciding on its own clocks, as before.
-    shifts = [None, None, "+20s", "-20s"]
-    workers = [
-        (options(wire_url, db_name, trust_local_clock=True), faketime_env(shift))
-        for shift in shifts
-    ]
+    one_session(pool_db)
+    first_shift, second_shift = TURNS[turn]
+    worker = options(wire_url, db_name, trust_local_clock=trust)
 
-    results = run_holders(workers)
+    _, second = run_in_turn(
+        (worker, faketime_env(first_shift)), (worker, faketime_env(second_shift))
+    )
 
-    assert [d for r in results for d in r["double"]], "the markers saw no double hold"
+    if trust:
+        # The control: deciding on the workers' own clocks, as before, does
+        # hold the session twice, so the markers can tell.
+        assert second["double"], "the markers saw no double hold"
+    else:
+        assert [] == second["double"]
+        assert 0 == second["handouts"]
 
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy-timezone", "control"])
-def test_seed_workers_on_moscow_time_and_sessionlib_workers_share_a_pool(
+def test_a_seed_worker_on_moscow_time_never_takes_a_session_sessionlib_holds(
     pool_db: Any, wire_url: str, db_name: str, legacy: bool
 ) -> None:
-    seed = options(wire_url, db_name, kind="seed")
+    one_session(pool_db)
     ours = options(wire_url, db_name, legacy_timezone="Europe/Moscow" if legacy else None)
+    seed = options(wire_url, db_name, kind="seed")
+
+    _, second = run_in_turn(
+        (ours, faketime_env(None)), (seed, faketime_env(None, tz="Europe/Moscow"))
+    )
+
+    if legacy:
+        assert [] == second["double"]
+        assert 0 == second["handouts"]
+    else:
+        # Without the option, sessionlib's holds read 3 hours old to the seed.
+        assert second["double"], "the markers saw no double hold"
+
+
+def test_seed_workers_on_moscow_time_and_sessionlib_workers_share_a_pool(
+    pool_db: Any, wire_url: str, db_name: str
+) -> None:
+    seed = options(wire_url, db_name, kind="seed")
+    ours = options(wire_url, db_name, legacy_timezone="Europe/Moscow")
     workers = [
         (seed, faketime_env(None, tz="Europe/Moscow")),
         (seed, faketime_env(None, tz="Europe/Moscow")),
@@ -122,9 +180,5 @@ def test_seed_workers_on_moscow_time_and_sessionlib_workers_share_a_pool(
     results = run_holders(workers)
 
     doubles = [d for r in results for d in r["double"]]
-    if legacy:
-        assert [] == doubles, "a session was held by a seed worker and ours at once"
-        assert all(r["handouts"] >= 3 for r in results), [r["handouts"] for r in results]
-    else:
-        # Without the option, sessionlib's locks read 3 hours old to the seed.
-        assert doubles, "the markers saw no double hold"
+    assert [] == doubles, "a session was held by a seed worker and ours at once"
+    assert all(r["handouts"] >= 3 for r in results), [r["handouts"] for r in results]

@@ -39,6 +39,7 @@ def test_server_killed_and_restarted_under_load(tmp_path: Path, db_name: str) ->
             "op_timeout": timeout,
             "max_reconnect": reconnects,
             "journaled": True,
+            "recover_within": 30.0,
         }
 
         def kill_and_restart() -> None:

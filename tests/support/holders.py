@@ -12,7 +12,12 @@ Run as ``python -m tests.support.holders`` with a JSON argument::
 
     {"url": ..., "db": ..., "collection": ..., "markers": ...,
      "hold": 2.0, "duration": 8.0, "kind": "sessionlib" | "seed",
-     "trust_local_clock": false, "legacy_timezone": null}
+     "trust_local_clock": false, "legacy_timezone": null,
+     "after_marker": false}
+
+``after_marker: true`` makes the holder wait, before its first hand-out,
+until another holder has a marker in: the way to ask for a session at a
+moment it is surely held, with no sleep and no clock.
 
 ``kind: "seed"`` hands out as the seed library does: naive local
 ``datetime.now()`` (run it with ``TZ=Europe/Moscow``), the seed's filter,
@@ -36,6 +41,7 @@ from pymongo.errors import DuplicateKeyError
 from sessionlib import MongoSessions, utcnow
 
 WORK_SHARE = 0.6  # of the hold, spent "working" with the marker in
+MARKER_WAIT = 60.0  # seconds an ``after_marker`` holder waits for another's marker
 
 
 class SeedHandOut:
@@ -62,6 +68,16 @@ class SeedHandOut:
         return document
 
 
+async def wait_for_marker(markers: Any, limit: float = MARKER_WAIT) -> bool:
+    """Wait until some holder has a marker in; ``False`` if none came within *limit* s."""
+    give_up = time.monotonic() + limit
+    while time.monotonic() < give_up:
+        if await markers.find_one({}) is not None:
+            return True
+        await asyncio.sleep(0.005)
+    return False
+
+
 async def run(options: dict[str, Any]) -> dict[str, Any]:
     hold = float(options["hold"])
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(options["url"], tz_aware=True)
@@ -82,6 +98,8 @@ async def run(options: dict[str, Any]) -> dict[str, Any]:
         source = pool
         offset = getattr(pool.clock, "offset", None)
         result["offset"] = offset
+    if options.get("after_marker"):
+        result["waited"] = await wait_for_marker(markers)
     deadline = time.monotonic() + float(options["duration"])
     try:
         while time.monotonic() < deadline:

@@ -64,6 +64,7 @@ async def _churn(
     journaled: bool = False,
     target: int | None = None,
     reports: bool = True,
+    recover_within: float = 0.0,
 ) -> dict[str, Any]:
     import random
 
@@ -93,7 +94,17 @@ async def _churn(
         barrier.wait()
         deadline = time.monotonic() + duration
         seen_error = False
-        while time.monotonic() < deadline:
+
+        def going() -> bool:
+            # Past the deadline, a worker that saw an error and no success
+            # since goes on a while longer: recovering is what is tested.
+            now = time.monotonic()
+            if now < deadline:
+                return True
+            waiting = seen_error and result["ok_after_first_error"] == 0
+            return waiting and now < deadline + recover_within
+
+        while going():
             if target is not None and len(result["handouts"]) >= target:
                 break
             started = time.monotonic()
@@ -152,7 +163,10 @@ def churn(
 ) -> dict[str, Any]:
     """Hand out, report success (80 %) or lock (20 %) until *duration* passes.
 
-    With ``target`` in *options*, stop after that many hand-outs instead.
+    With ``target`` in *options*, stop after that many hand-outs instead. With
+    ``recover_within``, a worker that has seen errors and no success since
+    goes on for up to that many seconds more, so a slow restart under load
+    does not end the run before the worker could recover.
     """
     return asyncio.run(_churn(url, db, collection, barrier=barrier, **options))
 
