@@ -78,6 +78,7 @@ class LeasingPool(Protocol):
     @property
     def sleep(self) -> Callable[[float], Awaitable[None]]: ...
     def _spares(self, error: BaseException, session_id: Any) -> Awaitable[bool]: ...
+    def _paused_until(self) -> Awaitable[datetime | None]: ...
     def _waited(self, seconds: float) -> None: ...
 
     async def acquire(
@@ -368,8 +369,17 @@ def report_for(on_error: OnError, error: BaseException) -> Report | None:
     return None
 
 
-def _describe(pool: LeasingPool, next_at: datetime | None, now: datetime) -> str:
+def _describe(
+    pool: LeasingPool, next_at: datetime | None, now: datetime, paused: datetime | None = None
+) -> str:
     where = f"{pool.db_name}.{pool.collection_name}"
+    if paused is not None:
+        seconds = max(0.0, (paused - now).total_seconds())
+        return (
+            f"no session handed out from {where}: its circuit breaker is open and pauses "
+            f"hand-outs until {paused.isoformat(timespec='seconds')} (in {seconds:.0f} s); "
+            "see `sessionpool breaker`"
+        )
     if next_at is None:
         return (
             f"no session available in {where}, and none is locked either: "
@@ -394,7 +404,9 @@ async def wait_for_session(
     """Return a lease on a session of *pool*, polling for up to *wait* seconds.
 
     Raises:
-        NoSessionAvailableError: none became available in time.
+        NoSessionAvailableError: none became available in time (its
+            ``next_available_at`` is when to try again: the end of the circuit
+            breaker's pause, if it pauses hand-outs now).
         InvalidInputError: *wait* is negative or not a number.
     """
     budget = delay_to_timedelta(wait, 0, name="wait")
@@ -407,13 +419,15 @@ async def wait_for_session(
             pool._waited((pool.clock() - started).total_seconds())
             return lease
         next_at = await pool.next_available_at()
+        paused = await pool._paused_until()
+        if paused is not None:
+            next_at = paused  # nothing is handed out before the breaker's pause ends: try then
         now = pool.clock()
         remaining = (deadline - now).total_seconds()
         if remaining <= 0:
             pool._waited((now - started).total_seconds())
-            raise adapt(
-                NoSessionAvailableError(_describe(pool, next_at, now), next_available_at=next_at)
-            )
+            message = _describe(pool, next_at, now, paused)
+            raise adapt(NoSessionAvailableError(message, next_available_at=next_at))
         pause = WAITING.pause(attempt)
         if next_at is not None:
             # Wake when the next session frees up, if that is sooner.

@@ -265,6 +265,38 @@ async def test_a_pausing_breaker_stops_hand_outs_for_every_worker(
     assert after_reset is not None
 
 
+async def test_a_lease_waiting_on_a_paused_pool_says_so_and_wakes_when_the_pause_ends(
+    client: Any, db_name: str, clock: MovableClock
+) -> None:
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds=seconds)
+
+    breaker = CircuitBreaker(
+        min_sessions=3, min_share=0.5, window={"minutes": 1}, cooldown={"minutes": 5}, pause=True
+    )
+    pool = await MongoSessions(
+        db=db_name, collection="telegram", client=client, clock=clock, sleep=sleep, breaker=breaker
+    ).connect()
+    await fill(pool, 8)
+    for _ in range(3):
+        await fail(pool, LoginFailedError)
+    until = (await pool.breaker_state()).until
+    assert until is not None
+
+    with pytest.raises(NoSessionAvailableError) as caught:
+        async with pool.lease(wait=60):
+            pass
+    async with pool.lease(wait=600) as lease:  # outlasts the pause
+        woke = clock()
+        taken = lease["_id"]
+    await pool.close()
+
+    assert "circuit breaker is open" in str(caught.value)
+    assert until == caught.value.next_available_at  # not a locked session's time
+    assert until < woke <= until + timedelta(milliseconds=5)
+    assert taken is not None
+
+
 async def test_a_broken_breaker_document_is_started_afresh(
     client: Any, db_name: str, clock: MovableClock
 ) -> None:
