@@ -1,9 +1,10 @@
 """``sessionpool revive``: try the sessions that are out, and bring back those that pass.
 
 For each session in the chosen states (``blocked`` and ``inactive`` by
-default), the user's check (``--check module:function``, an async function
-taking the session document and returning true when it works) is run,
-*concurrency* at a time, each within a time limit. Without ``--apply`` it is a
+default), the user's check (``--check module:function``, a function taking
+the session document and returning true when it works: async, or plain and
+then run in a thread of its own) is run, *concurrency* at a time, each within
+a time limit. Without ``--apply`` it is a
 dry run: the checks run, nothing is written, and the summary says what would
 be done. With ``--apply``, each session is first *claimed*, leased and fenced
 like a hand-out but left in its state (so no worker gets it meanwhile and
@@ -16,9 +17,11 @@ between is left alone and counted as ``changed``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import secrets
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -61,13 +64,50 @@ def _action(state: str, *, apply: bool) -> str:
     return "released" if apply else "would release"
 
 
+def _settle(answer: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if answer.done():  # timed out meanwhile: nobody waits for it any more
+        return
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(result)
+
+
+async def _in_thread(check: Check, session: dict[str, Any]) -> Any:
+    """Run a plain (blocking) *check* in a thread of its own and await its result.
+
+    A daemon thread, not the loop's executor: a check that never returns must
+    neither block the loop nor keep the command from exiting.
+    """
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Any] = loop.create_future()
+
+    def run() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (check(session), None)
+        except BaseException as exc:  # handed to the loop, which reports it
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the command is over
+            loop.call_soon_threadsafe(_settle, answer, *outcome)
+
+    threading.Thread(target=run, name="sessionpool-revive-check", daemon=True).start()
+    return await answer
+
+
 async def _verdict(
     check: Check, session: dict[str, Any], check_timeout: float
 ) -> tuple[str, str | None]:
+    async def call() -> Any:
+        # An async check runs on the loop; a plain one in a thread, so that
+        # a blocking check is bounded by the time limit too.
+        result = (
+            check(session) if inspect.iscoroutinefunction(check) else _in_thread(check, session)
+        )
+        result = await result
+        return await result if inspect.isawaitable(result) else result
+
     try:
-        result = check(session)
-        if inspect.isawaitable(result):
-            result = await asyncio.wait_for(result, check_timeout)
+        result = await asyncio.wait_for(call(), check_timeout)
     except TimeoutError:
         return "error", f"no answer within {check_timeout:g} s"
     except Exception as exc:  # the user's check failed: this session is not revived

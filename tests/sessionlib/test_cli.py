@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -457,6 +458,54 @@ def test_revive_applies_through_a_lease_with_a_reason(
     assert [("released", "revive: check passed")] == [
         (entry["kind"], entry["reason"]) for entry in docs[0]["history"]
     ]
+
+
+PLAIN_CHECK_MODULE = """
+import threading
+
+RELEASE = threading.Event()
+
+
+def check(session):  # a plain function, blocking as a synchronous HTTP call can
+    payload = session["session"]
+    if payload.get("hang"):
+        RELEASE.wait(60)
+    return payload["ok"]
+"""
+
+
+def test_a_plain_check_runs_in_a_thread_and_a_blocking_one_is_cut_off(
+    db: Any, db_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"plain_{db_name}"
+    (tmp_path / f"{name}.py").write_text(PLAIN_CHECK_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    later = datetime.now(UTC) + timedelta(days=1)
+    blocked = {"active": True, "count_use": 0, "next_use": later, "lock_kind": "blocked"}
+    db["tg"].insert_many(
+        [
+            {"_id": 0, "session": {"ok": True}, **blocked},
+            {"_id": 1, "session": {"ok": True, "hang": True}, **blocked},
+            {"_id": 2, "session": {"ok": False}, **blocked},
+        ]
+    )
+
+    started = time.monotonic()
+    report = cli_json(
+        "revive", f"{db_name}.tg", "--check", f"{name}:check", "--check-timeout", "0.5", "--apply"
+    )
+    elapsed = time.monotonic() - started
+    sys.modules[name].RELEASE.set()  # let the abandoned thread end
+
+    verdicts = {s["id"]: (s["verdict"], s["detail"]) for s in report["sessions"]}
+    assert {
+        0: ("passed", None),
+        1: ("error", "no answer within 0.5 s"),
+        2: ("failed", None),
+    } == verdicts
+    assert elapsed < 10, f"revive took {elapsed:.1f} s: the blocking check held it up"
+    states = {doc["_id"]: doc.get("lock_kind") for doc in db["tg"].find()}
+    assert {0: None, 1: "blocked", 2: "blocked"} == states
 
 
 @pytest.mark.parametrize(
