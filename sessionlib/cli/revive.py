@@ -107,12 +107,12 @@ async def _verdict(
         return await result if inspect.isawaitable(result) else result
 
     try:
-        result = await asyncio.wait_for(call(), check_timeout)
+        passed = bool(await asyncio.wait_for(call(), check_timeout))
     except TimeoutError:
         return "error", f"no answer within {check_timeout:g} s"
     except Exception as exc:  # the user's check failed: this session is not revived
         return "error", f"{type(exc).__name__}: {exc}"[:200]
-    return ("passed", None) if result else ("failed", None)
+    return ("passed", None) if passed else ("failed", None)
 
 
 async def _claim(

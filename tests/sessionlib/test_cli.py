@@ -466,10 +466,17 @@ import threading
 RELEASE = threading.Event()
 
 
+class Ambiguous:  # an answer with no truth value, as a NumPy array has
+    def __bool__(self):
+        raise ValueError("the truth value is ambiguous")
+
+
 def check(session):  # a plain function, blocking as a synchronous HTTP call can
     payload = session["session"]
     if payload.get("hang"):
         RELEASE.wait(60)
+    if payload.get("ambiguous"):
+        return Ambiguous()
     return payload["ok"]
 """
 
@@ -487,6 +494,7 @@ def test_a_plain_check_runs_in_a_thread_and_a_blocking_one_is_cut_off(
             {"_id": 0, "session": {"ok": True}, **blocked},
             {"_id": 1, "session": {"ok": True, "hang": True}, **blocked},
             {"_id": 2, "session": {"ok": False}, **blocked},
+            {"_id": 3, "session": {"ambiguous": True}, **blocked},
         ]
     )
 
@@ -502,10 +510,11 @@ def test_a_plain_check_runs_in_a_thread_and_a_blocking_one_is_cut_off(
         0: ("passed", None),
         1: ("error", "no answer within 0.5 s"),
         2: ("failed", None),
+        3: ("error", "ValueError: the truth value is ambiguous"),
     } == verdicts
     assert elapsed < 10, f"revive took {elapsed:.1f} s: the blocking check held it up"
     states = {doc["_id"]: doc.get("lock_kind") for doc in db["tg"].find()}
-    assert {0: None, 1: "blocked", 2: "blocked"} == states
+    assert {0: None, 1: "blocked", 2: "blocked", 3: "blocked"} == states
 
 
 @pytest.mark.parametrize(
