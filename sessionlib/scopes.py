@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from .exceptions import InvalidInputError
-from .states import is_date_expression
+from .states import is_date_expression, is_document_expression
 
 __all__ = [
     "FOLDED",
@@ -84,7 +84,7 @@ def scope_statistics_pipeline(now: datetime, available: dict[str, Any]) -> list[
     without a scope". Rows: ``{_id: {scope, locked, available}, n}``.
     """
     return [
-        {"$match": {SCOPES: {"$type": "object"}}},
+        {"$match": {"$expr": is_document_expression(f"${SCOPES}")}},
         {"$project": {"s": {"$objectToArray": f"${SCOPES}"}, "available": available}},
         {"$unwind": "$s"},
         {
@@ -104,7 +104,7 @@ def scope_statistics_pipeline(now: datetime, available: dict[str, Any]) -> list[
 def expired_scopes_update(now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The filter and pipeline update that drop the scoped locks ended by *now*."""
     return (
-        {SCOPES: {"$type": "object"}},
+        {"$expr": is_document_expression(f"${SCOPES}")},
         [
             {
                 "$set": {

@@ -43,6 +43,7 @@ __all__ = [
     "State",
     "combine",
     "is_date_expression",
+    "is_document_expression",
     "locked_filter",
     "ready_filter",
     "state_expression",
@@ -167,6 +168,17 @@ def is_date_expression(path: str) -> dict[str, Any]:
     rather than ``$type``, which mongomock does not know.
     """
     return {"$and": [{"$gte": [path, EARLIEST]}, {"$lte": [path, NEVER]}]}
+
+
+def is_document_expression(path: str) -> dict[str, Any]:
+    """An aggregation expression true when the field at *path* holds an embedded document.
+
+    A query's ``{field: {"$type": "object"}}`` matches an *array* holding a
+    document too, which ``$objectToArray`` then fails on; so compare, as
+    :func:`is_date_expression` does: documents sort from ``{}`` up to, not
+    including, ``[]``.
+    """
+    return {"$and": [{"$gte": [path, {"$literal": {}}]}, {"$lt": [path, {"$literal": []}]}]}
 
 
 def _free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:

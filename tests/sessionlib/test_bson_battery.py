@@ -29,6 +29,7 @@ from exporter.discovery import Discovery
 from exporter.refresh import Refresher
 from exporter.snapshot import PoolKey, State
 from sessionlib import (
+    Budget,
     Lock,
     MongoSessions,
     NoSessionAvailableError,
@@ -40,6 +41,7 @@ from sessionlib.states import LOCK_KINDS
 pytestmark = pytest.mark.wire
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+HOUR = timedelta(hours=1)
 TIME_LIMIT = 10.0
 
 # What a BSON document can hold: no lone surrogates, no "$", "." or NUL in names.
@@ -89,6 +91,24 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "strikes_since": st.just(NOW - timedelta(hours=1)),
     "created": st.just(NOW - timedelta(days=1)),
     "session": st.dictionaries(keys, scalars, max_size=2),
+    # What scopes, budgets, reasons and history write.
+    "scopes": st.fixed_dictionaries(
+        {}, optional={"search": st.sampled_from([NOW - timedelta(minutes=1), NOW + HOUR])}
+    ),
+    "budgets": st.fixed_dictionaries(
+        {},
+        optional={
+            key: st.lists(st.sampled_from([NOW - timedelta(minutes=1), NOW + HOUR]), max_size=4)
+            for key in ("all-900s", "search-900s")
+        },
+    ),
+    "reason": st.text(characters, max_size=5),
+    "history": st.lists(
+        st.fixed_dictionaries(
+            {"at": st.just(NOW - HOUR), "kind": st.sampled_from(["success", "locked"])}
+        ),
+        max_size=3,
+    ),
 }
 documents = st.fixed_dictionaries(
     {}, optional={name: st.one_of(plausible, values) for name, plausible in PLAUSIBLE.items()}
@@ -109,6 +129,8 @@ TARGETED: dict[str, Call] = {
     # A top-level field: a dotted path into a "session" that is no document
     # is the caller's mistake, which the server refuses, writing nothing.
     "session_update": lambda p: p.session_update(dict(TARGET), {"note": 1}),
+    "session_lock_scoped": lambda p: p.session_lock(dict(TARGET), {"minutes": 5}, scope="search"),
+    "session_block_until": lambda p: p.session_block(dict(TARGET), until=NOW + HOUR, reason="r"),
 }
 
 
@@ -122,6 +144,14 @@ HAND_OUTS: dict[str, Call] = {
     "get_session": lambda p: p.get_session(),
     "acquire": lambda p: p.acquire(),
     "lease": lease_body,
+    "get_session_scoped": lambda p: p.get_session(scope="search"),
+    "get_session_where": lambda p: p.get_session(where={"session.k": {"$exists": False}}),
+}
+# The same hand-outs on a pool with budgets, pool-wide and for a scope.
+BUDGETS = [Budget(uses=3, per={"minutes": 15}), Budget(uses=2, per={"minutes": 15}, scope="search")]
+BUDGETED: dict[str, Call] = {
+    "budgeted get_session": lambda p: p.get_session(),
+    "budgeted get_session_scoped": lambda p: p.get_session(scope="search"),
 }
 # Reads: nothing may change.
 READS: dict[str, Call] = {
@@ -130,6 +160,9 @@ READS: dict[str, Call] = {
     "statistics": lambda p: p.statistics(),
     "aggregate_statistics": lambda p: p.aggregate_statistics(),
     "next_available_at": lambda p: p.next_available_at(),
+    "statistics_scoped": lambda p: p.statistics(scope="search"),
+    "scope_rows": lambda p: p.scope_rows(),
+    "history": lambda p: p.history(dict(TARGET)),
 }
 
 
@@ -150,6 +183,9 @@ def changed(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> set[An
 # line, with counters no $inc could add to.
 @example(batch=[{"last_use": None, "count_use": "x", "fence": [1], "count_success": None}])
 @example(batch=[{"lock_kind": {"a": 1}, "next_use": NOW + timedelta(hours=1)}, {"count_use": 1.5}])
+# An array holding a document passes a query's {"$type": "object"}, and then
+# failed every scoped statistics and auto-release command of its pool.
+@example(batch=[{"scopes": [{}]}, {"scopes": {"search": NOW + HOUR}}])
 def test_every_call_survives_malformed_documents(
     wire_url: str, db_name: str, batch: list[dict[str, Any]]
 ) -> None:
@@ -167,11 +203,26 @@ def test_every_call_survives_malformed_documents(
         problems: list[str] = []
         from sessionlib import EscalationPolicy
 
-        async with MongoSessions(
-            wire_url, db=db_name, collection=bad, timeout=5, max_allowed_reconnect=0
-        ) as pool:
-            groups = [(TARGETED, {0}), (HAND_OUTS, None), (READS, set())]
-            for group, allowed in groups:
+        async with (
+            MongoSessions(
+                wire_url, db=db_name, collection=bad, timeout=5, max_allowed_reconnect=0
+            ) as plain,
+            MongoSessions(
+                wire_url,
+                db=db_name,
+                collection=bad,
+                timeout=5,
+                max_allowed_reconnect=0,
+                budgets=BUDGETS,
+            ) as budgeted,
+        ):
+            groups = [
+                (TARGETED, {0}, plain),
+                (HAND_OUTS, None, plain),
+                (BUDGETED, None, budgeted),
+                (READS, set(), plain),
+            ]
+            for group, allowed, pool in groups:
                 for name, call in group.items():
                     pool.escalation = EscalationPolicy() if name.endswith("escalated") else None
                     before = read()
@@ -192,8 +243,9 @@ def test_every_call_survives_malformed_documents(
                     limit = allowed if allowed is not None else touched if len(touched) <= 1 else {}
                     if not touched <= set(limit):
                         problems.append(f"{name} changed sessions {sorted(touched, key=repr)}")
-            released = await pool.release_expired_locks()
+            released = await plain.release_expired_locks()
             assert set(released) == {kind.value for kind in LOCK_KINDS}
+            assert 0 <= await plain.release_expired_scoped_locks() <= len(batch)
         config = Config(mongo_url=wire_url, databases=(db_name,), pool_timeout=5)
         store = open_store(config)
         refresher = Refresher(store, Discovery(store, config), State(1), config)
@@ -205,9 +257,14 @@ def test_every_call_survives_malformed_documents(
             problems.append("the exporter did not publish the good pool")
         elif (2, 2) != (snapshot.statistics[good].total, snapshot.statistics[good].available):
             problems.append(f"the good pool reads {snapshot.statistics[good]}")
+        # Malformed documents are counted, never a reason to lose a pool's series.
+        if PoolKey(db_name, bad) not in snapshot.statistics:
+            problems.append("the exporter did not publish the malformed pool")
         for key, outcome in outcomes.items():
-            if not isinstance(outcome, PoolStatistics | SessionPoolError):
+            if not isinstance(outcome, PoolStatistics):
                 problems.append(f"statistics of {key}: {outcome!r}")
+            elif key.collection == bad and outcome.total != len(batch):
+                problems.append(f"statistics of {key} count {outcome.total} of {len(batch)}")
         return problems
 
     try:
