@@ -52,6 +52,10 @@ class MongoConnectionInterface(MongoOperations, MongoFields):
             check_collection_name(collection, database)
         except ConfigurationError as exc:
             raise adapt(exc) from None
+        return self._rebound(database, collection)
+
+    def _rebound(self, database: str, collection: str) -> Self:
+        """:meth:`with_collection` without the name checks, for sessionpool's own collections."""
         connector = self._require_connection()
         other = copy.copy(self)
         other.db_name = database

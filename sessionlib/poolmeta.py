@@ -31,7 +31,7 @@ class PoolMetadataMixin(MongoConnectionInterface):
 
     def _metadata(self) -> Self:
         """This pool's settings, bound to its database's metadata collection (no I/O)."""
-        return self.with_collection(METADATA_COLLECTION)
+        return self._rebound(self.db_name, METADATA_COLLECTION)
 
     def _load(self, instant: datetime) -> datetime:
         return self.options.stored_time.load(instant)

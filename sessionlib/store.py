@@ -30,7 +30,6 @@ from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_se
 from .exceptions import ConfigurationError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
-from .metadata import METADATA_COLLECTION
 from .options import DEFAULT_MAX_ALLOWED_RECONNECT, DEFAULT_TIMEOUT, PoolOptions
 from .stats import (
     METADATA_PART,
@@ -379,10 +378,11 @@ class SessionStore:
         self, database: str, collections: list[str], offset: float, semaphore: asyncio.Semaphore
     ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
         metadata: dict[str, dict[str, Any]] = {}
-        meta = self.pool(database, METADATA_COLLECTION)
         try:
-            for document in await meta.find({"_id": {"$in": collections}}):
-                metadata[document["_id"]] = document
+            if collections:
+                meta = self.pool(database, collections[0])._metadata()
+                for document in await meta.find({"_id": {"$in": collections}}):
+                    metadata[document["_id"]] = document
         except SessionPoolError as exc:  # the statistics go on without targets and breakers
             log.debug("metadata of the pools of %s not read: %s", database, exc)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from bson import Binary, Decimal128, MaxKey, MinKey, ObjectId, Regex, Timestamp
 
+from .discovery import METADATA_PREFIX
 from .exceptions import (
     ConfigurationError,
     InvalidInputError,
@@ -348,7 +349,8 @@ def check_collection_name(name: object, database: str, what: str = "collection")
 
     Raises:
         ConfigurationError: it is empty, holds ``$`` or NUL, is a ``system.``
-            collection, or makes the full name longer than 255 bytes.
+            or ``sessionpool.`` collection (the server's and sessionpool's
+            own), or makes the full name longer than 255 bytes.
     """
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"{what} must be a non-empty collection name, not {name!r}")
@@ -356,6 +358,11 @@ def check_collection_name(name: object, database: str, what: str = "collection")
         raise ConfigurationError(f"{what} {name!r} is not a valid collection name: '$' or NUL")
     if name.startswith(".") or name.endswith(".") or name.startswith("system."):
         raise ConfigurationError(f"{what} {name!r} cannot be a pool's collection")
+    if name.startswith(METADATA_PREFIX):
+        raise ConfigurationError(
+            f"{what} {name!r} cannot be a pool's collection: "
+            f"{METADATA_PREFIX}* is sessionpool's own (targets, breakers)"
+        )
     if len(f"{database}.{name}".encode()) > 255:
         raise ConfigurationError(f"{what} {name!r}: the full name is longer than 255 bytes")
     return name

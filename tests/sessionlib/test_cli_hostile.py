@@ -244,6 +244,27 @@ def test_a_negative_limit_is_refused(db: Any, db_name: str, wire_url: str) -> No
     assert (2, "") == (code, out)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["add", "{db}.sessionpool.pools", '{{"_id": "tg", "session": {{}}}}'],
+        ["target", "{db}.sessionpool.pools", "--min-available", "5"],
+        ["lock", "{db}.sessionpool.pools", "tg", "--for", "1h"],
+    ],
+)
+def test_sessionpools_own_collection_is_no_pool(
+    db: Any, db_name: str, wire_url: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db["sessionpool.pools"].insert_one({"_id": "tg", "target": {"min_available": 3}})
+    before = list(db["sessionpool.pools"].find())
+
+    code, out = cli("--mongo-url", wire_url, *(arg.format(db=db_name) for arg in argv))
+
+    assert (2, "") == (code, out)
+    assert "sessionpool's own" in capsys.readouterr().err
+    assert before == list(db["sessionpool.pools"].find())
+
+
 def test_a_reader_that_goes_away_ends_the_export_quietly(
     db: Any, db_name: str, wire_url: str
 ) -> None:

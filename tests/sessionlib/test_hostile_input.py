@@ -205,7 +205,14 @@ def test_bad_settings_are_configuration_errors(setting: str, value: Any) -> None
 
 @pytest.mark.parametrize(
     ("db", "collection"),
-    [("bad$db", "tg"), ("a/b", "tg"), ("pools", "bad$name"), ("pools", "system.users"), ("", "x")],
+    [
+        ("bad$db", "tg"),
+        ("a/b", "tg"),
+        ("pools", "bad$name"),
+        ("pools", "system.users"),
+        ("pools", "sessionpool.pools"),  # where targets and breakers live
+        ("", "x"),
+    ],
 )
 def test_invalid_names_are_refused_before_any_client_exists(db: str, collection: str) -> None:
     with pytest.raises(ConfigurationError):
