@@ -20,6 +20,7 @@ command; each method here checks its arguments, builds that command (see
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -98,6 +99,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MongoSessions", "combine"]
 
+REQUEUE_INTERVAL = 60.0
+"""Seconds between two requeues by one pool's empty hand-outs (see ``MongoSessions._requeued``)."""
+
 
 class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
     """A pool of sessions stored in one MongoDB collection.
@@ -157,6 +161,9 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
     Subclasses may override the filter hooks :meth:`_filter_exclude_lock`,
     :meth:`_filter_include_lock`, :meth:`_filter_one` and :attr:`default_sort`.
     """
+
+    _requeued_at: float = -math.inf
+    """When (monotonic) an empty hand-out last put hand-edited sessions back in the queue."""
 
     def __init__(
         self,
@@ -360,8 +367,26 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         budgets = self._options.budgets
         spend = budget_filter(budgets, scope=scope, now=decided, weight=count_use)
         query = combine(query, spend or {}, narrowed or {})
+        document = await self._take(query, count_use, delay, scope, with_lease)
+        if document is None and self._uses_order_key() and await self._requeued(decided):
+            document = await self._take(query, count_use, delay, scope, with_lease)
+        if metrics is not None:
+            seconds = time.perf_counter() - started
+            got = document is not None
+            metrics.handed_out(self.db_name, self.collection_name, got=got, seconds=seconds)
+        return None if document is None else self._normalize(document)
+
+    async def _take(
+        self,
+        query: Filter,
+        count_use: int,
+        delay: timedelta,
+        scope: str | None,
+        with_lease: bool,
+    ) -> dict[str, Any] | None:
+        """The hand-out's one ``findAndModify``: hold the first session *query* matches."""
         now = latest(self.clock)
-        document = await self.find_one_and_update(
+        document: dict[str, Any] | None = await self.find_one_and_update(
             query,
             updates.hand_out(
                 self,
@@ -369,7 +394,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
                 until=self._store(ceil_ms(now + delay)),
                 count_use=count_use,
                 token=secrets.token_hex(12),
-                budgets=budgets,
+                budgets=self._options.budgets,
                 scope=scope,
                 store=self._store,
             ),
@@ -377,11 +402,22 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             projection=self._hand_out_projection(with_lease),
             return_document=ReturnDocument.AFTER,
         )
-        if metrics is not None:
-            seconds = time.perf_counter() - started
-            got = document is not None
-            metrics.handed_out(self.db_name, self.collection_name, got=got, seconds=seconds)
-        return None if document is None else self._normalize(document)
+        return document
+
+    async def _requeued(self, decided: datetime) -> bool:
+        """Put back in the queue the sessions released or activated by hand; whether any were.
+
+        Such a session (its ``next_use`` cleared, ``active`` set back to true
+        in the database) still waits behind its old order key, while the
+        statistics count it available. A hand-out that found nothing does
+        this, at most every :data:`REQUEUE_INTERVAL` seconds per pool, so
+        the session is handed out then, without auto-release.
+        """
+        if time.monotonic() - self._requeued_at < REQUEUE_INTERVAL:
+            return False
+        self._requeued_at = time.monotonic()
+        result = await self.update_many(*updates.requeue(self, now=decided))
+        return result.modified_count > 0
 
     def _waited(self, seconds: float) -> None:
         """Observe a lease's wait for a session in the pool's metrics, if any."""

@@ -306,6 +306,29 @@ def test_target_is_set_shown_and_cleared(db: Any, db_name: str) -> None:
     assert "tg" not in db.list_collection_names() or 1 == db["tg"].count_documents({})
 
 
+def test_migrate_keys_the_seeds_documents_in_every_pool_of_a_database(
+    db: Any, db_name: str
+) -> None:
+    used = datetime(2026, 1, 1, tzinfo=UTC)
+    db["tg"].insert_many(
+        [
+            {"_id": 1, "session": {}, "next_use": None, "last_use": used},
+            {"_id": 2, "session": {}, "active": False},
+        ]
+    )
+    db["vk"].insert_one({"_id": 1, "session": {}, "next_use": None, "last_use": None})
+
+    report = cli_json("migrate", db_name)
+    code, again = cli("migrate", f"{db_name}.tg")
+
+    assert [
+        {"pool": f"{db_name}.tg", "order_keys": 2, "dropped_indexes": []},
+        {"pool": f"{db_name}.vk", "order_keys": 0, "dropped_indexes": []},
+    ] == sorted(report, key=lambda row: row["pool"])
+    assert (0, f"{db_name}.tg: 0 session(s) given an order key\n") == (code, again)
+    assert used == db["tg"].find_one({"_id": 1})["ready_at"].replace(tzinfo=UTC)
+
+
 def test_breaker_is_shown_and_reset(db: Any, db_name: str) -> None:
     pool = f"{db_name}.tg"
     until = datetime.now(UTC) + timedelta(minutes=5)
