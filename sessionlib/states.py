@@ -42,6 +42,7 @@ __all__ = [
     "LockKind",
     "State",
     "combine",
+    "inactive_expression",
     "is_date_expression",
     "is_document_expression",
     "locked_filter",
@@ -181,6 +182,18 @@ def is_document_expression(path: str) -> dict[str, Any]:
     return {"$and": [{"$gte": [path, {"$literal": {}}]}, {"$lt": [path, {"$literal": []}]}]}
 
 
+def inactive_expression(fields: Fields) -> dict[str, Any]:
+    """An aggregation expression: the session is disabled, as the query ``{active: False}`` says.
+
+    A query matches an array holding ``false`` too, and so the hand-out's
+    ``{active: {$ne: False}}`` never takes one: statistics must not count it
+    available either.
+    """
+    active = f"${fields.active}"
+    listed = {"$cond": [{"$isArray": active}, active, []]}
+    return {"$or": [{"$eq": [active, False]}, {"$in": [False, listed]}]}
+
+
 def _free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
     next_use = f"${fields.next_use}"
     return {
@@ -193,7 +206,7 @@ def _free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
 
 def available_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
     """An aggregation expression: the session is available at *instant* (to any scope)."""
-    return {"$and": [{"$ne": [f"${fields.active}", False]}, _free_expression(fields, instant)]}
+    return {"$and": [{"$not": [inactive_expression(fields)]}, _free_expression(fields, instant)]}
 
 
 def state_expression(
@@ -215,7 +228,7 @@ def state_expression(
     return {
         "$switch": {
             "branches": [
-                {"case": {"$eq": [f"${fields.active}", False]}, "then": State.INACTIVE.value},
+                {"case": inactive_expression(fields), "then": State.INACTIVE.value},
                 *scoped,
                 {
                     "case": {"$eq": [{"$ifNull": [next_use, None]}, None]},
@@ -234,7 +247,8 @@ def state_expression(
 
 def state_of(document: Mapping[str, Any], instant: datetime, fields: Fields) -> State:
     """Return the :class:`State` of one *document* at *instant* (both stored or both true)."""
-    if document.get(fields.active) is False:
+    active = document.get(fields.active)
+    if active is False or (isinstance(active, list) and any(item is False for item in active)):
         return State.INACTIVE
     next_use = document.get(fields.next_use)
     if next_use is None:

@@ -23,6 +23,7 @@ from sessionlib import (
     SessionPoolError,
 )
 from sessionlib.logger import redact_url, url_password
+from sessionlib.states import State, state_of
 from sessionlib.validation import check_document
 from tests.support.backends import documents
 from tests.support.clock import MovableClock
@@ -148,6 +149,28 @@ async def test_a_malformed_first_session_does_not_stop_hand_outs(pool: MongoSess
     assert {"bad", "good"} == {first["_id"], second["_id"]}  # type: ignore[index]
     repaired = next(d for d in await documents(pool) if d["_id"] == "bad")
     assert (1, 1) == (repaired["count_use"], repaired["fence"])
+
+
+async def test_statistics_count_as_the_hand_out_takes_an_active_written_as_an_array(
+    pool: MongoSessions, clock: MovableClock
+) -> None:
+    # A query's {active: False} matches an array holding false: the hand-out
+    # never takes such a session, so it must not be counted available.
+    await pool.sessions.insert_many(
+        [
+            {"_id": "off", "session": {}, "active": [True, False]},
+            {"_id": "on", "session": {}, "active": [True]},
+        ]
+    )
+
+    stats = await pool.statistics()
+    active = await pool.count_active()
+    listed = {doc["_id"]: state_of(doc, clock(), pool) for doc in await documents(pool)}
+    taken = [await pool.get_session(), await pool.get_session()]
+
+    assert (1, 1, 1) == (stats.available, stats.inactive, active)
+    assert {"off": State.INACTIVE, "on": State.AVAILABLE} == listed
+    assert ["on", None] == [None if doc is None else doc["_id"] for doc in taken]
 
 
 @pytest.mark.parametrize(
