@@ -66,9 +66,13 @@ def scope_field(scope: str) -> str:
 
 
 def scope_free_filter(scope: str, now: datetime) -> dict[str, Any]:
-    """Sessions not locked for *scope* at *now*."""
-    field = scope_field(scope)
-    return {"$or": [{field: None}, {field: {"$lt": now}}]}
+    """Sessions not locked for *scope* at *now*, as the statistics judge it.
+
+    An expression, not a query on ``scopes.<scope>``: a query walks into
+    arrays (``scopes: []`` matched neither null nor a past date, so such a
+    session was never handed out to the scope while counted available).
+    """
+    return {"$expr": {"$not": scope_locked_expression(scope, now)}}
 
 
 def scope_locked_expression(scope: str, now: datetime) -> dict[str, Any]:

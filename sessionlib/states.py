@@ -206,7 +206,7 @@ def _free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
 
 def available_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
     """An aggregation expression: the session is available at *instant* (to any scope)."""
-    return {"$and": [{"$not": [inactive_expression(fields)]}, _free_expression(fields, instant)]}
+    return {"$and": [{"$not": inactive_expression(fields)}, _free_expression(fields, instant)]}
 
 
 def state_expression(
@@ -234,7 +234,7 @@ def state_expression(
                     "case": {"$eq": [{"$ifNull": [next_use, None]}, None]},
                     "then": State.AVAILABLE.value,
                 },
-                {"case": {"$not": [is_date_expression(next_use)]}, "then": State.OTHER.value},
+                {"case": {"$not": is_date_expression(next_use)}, "then": State.OTHER.value},
                 {"case": {"$lt": [next_use, instant]}, "then": State.AVAILABLE.value},
                 {"case": {"$eq": [kind, LockKind.IN_USE.value]}, "then": State.IN_USE.value},
                 {"case": {"$eq": [kind, LockKind.BLOCKED.value]}, "then": State.BLOCKED.value},

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .budgets import Budget, budget_updates
+from .budgets import BUDGETS, Budget, budget_updates
 from .clock import NEVER
 from .escalation import STRIKES, EscalationPolicy, number_or_zero
 from .fields import MongoFields
-from .scopes import scope_field
-from .states import LockKind
+from .scopes import SCOPES, scope_field
+from .states import LockKind, is_document_expression
 
 __all__ = [
     "FENCE",
@@ -39,6 +39,7 @@ __all__ = [
     "Pipeline",
     "Record",
     "activate",
+    "as_document",
     "deactivate",
     "hand_out",
     "keep_budget_lock",
@@ -197,6 +198,8 @@ def hand_out(
         held = {"$max": [_literal(until), spent]}
         kind = {"$cond": [{"$gt": [spent, _literal(until)]}, LockKind.BUDGET.value, kind]}
     return [
+        as_document(BUDGETS),
+        *([as_document(SCOPES)] if scoped else []),
         {"$set": entries},
         {
             "$set": {
@@ -237,9 +240,20 @@ def lock(fields: MongoFields, *, kind: LockKind, now: datetime, until: datetime)
     )
 
 
+def as_document(field: str) -> dict[str, Any]:
+    """A stage leaving *field* as it is if it holds a document, else ``{}``.
+
+    It goes before a stage that writes ``field.<name>``: a pipeline's
+    ``$set`` of a dotted path writes nothing into an array, a string or null,
+    so a budget would go unrecorded and a scoped lock unwritten.
+    """
+    path = f"${field}"
+    return {"$set": {field: {"$cond": [is_document_expression(path), path, {"$literal": {}}]}}}
+
+
 def scoped_lock(scope: str, *, until: datetime) -> Pipeline:
     """A lock for hand-outs with *scope* only, until *until*; the session stays free for others."""
-    return [{"$set": {scope_field(scope): _literal(until)}}]
+    return [as_document(SCOPES), {"$set": {scope_field(scope): _literal(until)}}]
 
 
 def release(fields: MongoFields, *, now: datetime) -> Pipeline:

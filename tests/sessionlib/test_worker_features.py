@@ -245,6 +245,54 @@ async def test_a_scoped_budget_locks_its_scope_only(
     await pool.close()
 
 
+# What another program may leave where budgets and scoped locks are kept: a
+# pipeline's $set of "budgets.<key>" or "scopes.<scope>" writes nothing into
+# these, so a use would go uncounted and a lock unwritten.
+NOT_DOCUMENTS = [None, [], [{"all-1800s": [], "search": 1}], "x", 5]
+
+
+@pytest.mark.parametrize("kept", NOT_DOCUMENTS, ids=repr)
+async def test_budgets_and_scoped_locks_hold_whatever_was_kept_there(
+    client: Any, db_name: str, clock: MovableClock, kept: Any
+) -> None:
+    pool = await budget_pool(
+        client,
+        db_name,
+        clock,
+        Budget(uses=1, per={"minutes": 30}),
+        Budget(uses=1, per={"minutes": 30}, scope="search"),
+    )
+    await fill(pool, 2, budgets=kept, scopes=kept)
+
+    first = await pool.get_session(next_use_delay=0, scope="search")  # spends both budgets
+    clock.advance(milliseconds=1)
+    await pool.session_lock({"_id": 1}, {"minutes": 10}, scope="search")
+    to_search = await pool.get_session(next_use_delay=0, scope="search")
+    to_others = await pool.get_session(next_use_delay=0)
+    clock.advance(milliseconds=1)
+    again = await pool.get_session(next_use_delay=0)
+    await pool.close()
+
+    assert (0, None, 1, None) == (
+        first and first["_id"],
+        to_search,  # 0 spent its budget for search too; 1 is locked for search
+        to_others and to_others["_id"],
+        again,  # both spent the pool-wide budget
+    )
+
+
+@pytest.mark.parametrize("kept", NOT_DOCUMENTS, ids=repr)
+async def test_a_session_with_no_scoped_lock_kept_is_handed_out_to_a_scope(
+    pool: MongoSessions, kept: Any
+) -> None:
+    await fill(pool, 1, scopes=kept)
+
+    stats = await pool.statistics(scope="search")
+    taken = await pool.get_session(scope="search")
+
+    assert (1, 0) == (stats.available, taken and taken["_id"])
+
+
 @pytest.mark.parametrize(
     "budget",
     [
