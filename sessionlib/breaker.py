@@ -40,8 +40,10 @@ from typing import Any, Protocol
 
 from pymongo import ReturnDocument
 
+from .escalation import number_or_zero
 from .exceptions import ConfigurationError, InvalidInputError
 from .metadata import CLOSED, BreakerState
+from .states import is_date_expression
 
 __all__ = [
     "FAILURES",
@@ -192,15 +194,22 @@ def distinct_failed(
     return len(sessions)
 
 
-def _number_or_zero(path: str) -> dict[str, Any]:
-    return {"$cond": [{"$isNumber": path}, path, 0]}
-
-
 def trip_update(
     error: str, *, now: datetime, until: datetime, sessions: int, share: float
 ) -> tuple[dict[str, Any], Pipeline]:
-    """The filter and update that open the breaker, unless it is open already."""
-    still_open = {"breaker.open": True, "breaker.until": {"$gt": now}}
+    """The filter and update that open the breaker, unless it is open already.
+
+    Open as :meth:`BreakerState.from_document` reads it, in an expression: a
+    query on ``breaker.open`` would walk into an array and find it open, and
+    such a breaker would never trip.
+    """
+    still_open = {
+        "$and": [
+            {"$eq": ["$breaker.open", True]},
+            is_date_expression("$breaker.until"),
+            {"$gt": ["$breaker.until", now]},
+        ]
+    }
     state = {
         "open": True,
         "error": _text(error),
@@ -208,14 +217,14 @@ def trip_update(
         "until": until,
         "sessions": sessions,
         "share": share,
-        "trips": {"$add": [_number_or_zero("$breaker.trips"), 1]},
+        "trips": {"$add": [number_or_zero("$breaker.trips"), 1]},
     }
-    return {"$nor": [still_open]}, [{"$set": {"breaker": state}}]
+    return {"$expr": {"$not": still_open}}, [{"$set": {"breaker": state}}]
 
 
 def reset_update() -> Pipeline:
     """The update that closes the breaker and forgets the failures (its trip count stays)."""
-    state = {"open": False, "trips": _number_or_zero("$breaker.trips")}
+    state = {"open": False, "trips": number_or_zero("$breaker.trips")}
     return [{"$set": {"breaker": state, FAILURES: []}}]
 
 

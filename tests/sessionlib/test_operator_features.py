@@ -297,14 +297,22 @@ async def test_a_lease_waiting_on_a_paused_pool_says_so_and_wakes_when_the_pause
     assert taken is not None
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"breaker": "open!", "failures": {"a": 1}},
+        # A query's "breaker.open" walks into the array and finds it open.
+        {"breaker": [{"open": True, "until": START + timedelta(days=1)}], "failures": None},
+        {"breaker": {"open": "yes", "until": "later", "trips": math.nan}},
+    ],
+    ids=["string", "array", "fields"],
+)
 async def test_a_broken_breaker_document_is_started_afresh(
-    client: Any, db_name: str, clock: MovableClock
+    client: Any, db_name: str, clock: MovableClock, broken: dict[str, Any]
 ) -> None:
     pool = await breaker_pool(client, db_name, clock)
     await fill(pool, 4)
-    await pool.sessions.database[METADATA_COLLECTION].insert_one(
-        {"_id": "telegram", "breaker": "open!", "failures": {"a": 1}}
-    )
+    await pool.sessions.database[METADATA_COLLECTION].insert_one({"_id": "telegram", **broken})
 
     for _ in range(3):
         await fail(pool, LoginFailedError)
