@@ -40,10 +40,9 @@ from typing import Any, Protocol
 
 from pymongo import ReturnDocument
 
-from .escalation import number_or_zero
 from .exceptions import ConfigurationError, InvalidInputError
 from .metadata import CLOSED, BreakerState
-from .states import is_date_expression
+from .states import is_date_expression, number_or_zero
 
 __all__ = [
     "FAILURES",

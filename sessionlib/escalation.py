@@ -29,31 +29,14 @@ from typing import Any
 
 from .clock import ceil_ms
 from .exceptions import ConfigurationError
+from .states import number_or_zero
 
-__all__ = ["STRIKES", "STRIKES_SINCE", "EscalationPolicy", "number_or_zero"]
+__all__ = ["STRIKES", "STRIKES_SINCE", "EscalationPolicy"]
 
 STRIKES = "strikes"
 STRIKES_SINCE = "strikes_since"
 
 _LONGEST = timedelta(days=365 * 100)
-
-
-COUNTER_LIMIT = 10**18
-"""Counters beyond this (or NaN, or infinite) are read as 0: adding to them would stay stuck."""
-
-
-def number_or_zero(path: str) -> dict[str, Any]:
-    """An aggregation expression: the finite number at *path* (``"$x"``), or 0 if it holds none.
-
-    NaN fails both comparisons, as do the infinities: ``$add`` would keep
-    them for ever.
-    """
-    finite = [
-        {"$isNumber": path},
-        {"$gt": [path, -COUNTER_LIMIT]},
-        {"$lt": [path, COUNTER_LIMIT]},
-    ]
-    return {"$cond": [{"$and": finite}, path, 0]}
 
 
 @dataclass(frozen=True, slots=True)

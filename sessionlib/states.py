@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from .clock import NEVER
 
 __all__ = [
+    "COUNTER_LIMIT",
     "EARLIEST",
     "LOCK_KINDS",
     "Fields",
@@ -46,6 +47,7 @@ __all__ = [
     "is_date_expression",
     "is_document_expression",
     "locked_filter",
+    "number_or_zero",
     "ready_filter",
     "state_expression",
     "state_filter",
@@ -169,6 +171,20 @@ def is_date_expression(path: str) -> dict[str, Any]:
     rather than ``$type``, which mongomock does not know.
     """
     return {"$and": [{"$gte": [path, EARLIEST]}, {"$lte": [path, NEVER]}]}
+
+
+COUNTER_LIMIT = 2**53
+"""Counters beyond ±this (or NaN, or infinite) are no counts: they are read as 0."""
+
+
+def number_or_zero(path: str) -> dict[str, Any]:
+    """An aggregation expression: the counter at *path* (``"$x"``), or 0 if it holds none.
+
+    A counter is a finite number within ±:data:`COUNTER_LIMIT`. NaN fails
+    both comparisons, as do the infinities, which ``$add`` would keep for ever.
+    """
+    finite = [{"$isNumber": path}, {"$gt": [path, -COUNTER_LIMIT]}, {"$lt": [path, COUNTER_LIMIT]}]
+    return {"$cond": [{"$and": finite}, path, 0]}
 
 
 def is_document_expression(path: str) -> dict[str, Any]:

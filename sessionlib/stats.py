@@ -38,6 +38,7 @@ from .states import (
     State,
     available_expression,
     is_date_expression,
+    number_or_zero,
     state_expression,
 )
 
@@ -64,7 +65,6 @@ METADATA_PART = "metadata"
 Filter = dict[str, Any]
 Load = Callable[[datetime], datetime]
 
-_LIMIT = 2**53  # counters beyond this are not counts: they are left out of the sums
 _STATES = frozenset(state.value for state in State)
 _KINDS = frozenset(kind.value for kind in LockKind)
 _KIND_NAMES = [kind.value for kind in LOCK_KINDS]
@@ -79,17 +79,6 @@ class StatisticsFields(Fields, Protocol):
     def count_use(self) -> str: ...
     @property
     def count_success(self) -> str: ...
-
-
-def _count(path: str) -> dict[str, Any]:
-    """The counter at *path*, or 0 when it is not a finite number within ±2**53."""
-    return {
-        "$cond": [
-            {"$and": [{"$isNumber": path}, {"$gt": [path, -_LIMIT]}, {"$lt": [path, _LIMIT]}]},
-            path,
-            0,
-        ]
-    }
 
 
 def _date_or_null(path: str) -> dict[str, Any]:
@@ -124,8 +113,8 @@ def grouped_pipeline(
             "$group": {
                 "_id": state_expression(fields, instant, scope_locked=scope_locked),
                 "n": {"$sum": 1},
-                "uses": {"$sum": _count(f"${fields.count_use}")},
-                "successes": {"$sum": _count(f"${fields.count_success}")},
+                "uses": {"$sum": number_or_zero(f"${fields.count_use}")},
+                "successes": {"$sum": number_or_zero(f"${fields.count_success}")},
                 "next_unlock": {"$min": _date_or_null(f"${fields.next_use}")},
                 "oldest_lock": {"$min": _date_or_null(f"${fields.locked_at}")},
                 "expired": {"$sum": {"$cond": [_expired_lock(fields, instant), 1, 0]}},
@@ -222,8 +211,8 @@ def facet_pipeline(
                         "$group": {
                             "_id": None,
                             "n": {"$sum": 1},
-                            "uses": {"$sum": _count(f"${fields.count_use}")},
-                            "successes": {"$sum": _count(f"${fields.count_success}")},
+                            "uses": {"$sum": number_or_zero(f"${fields.count_use}")},
+                            "successes": {"$sum": number_or_zero(f"${fields.count_success}")},
                         }
                     }
                 ],

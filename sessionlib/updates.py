@@ -25,10 +25,10 @@ from typing import Any
 
 from .budgets import BUDGETS, Budget, budget_updates
 from .clock import NEVER
-from .escalation import STRIKES, EscalationPolicy, number_or_zero
+from .escalation import STRIKES, EscalationPolicy
 from .fields import MongoFields
 from .scopes import SCOPES, scope_field
-from .states import LockKind, is_document_expression
+from .states import LockKind, is_document_expression, number_or_zero
 
 __all__ = [
     "FENCE",

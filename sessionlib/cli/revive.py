@@ -29,9 +29,8 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from ..client import MongoSessions
-from ..escalation import number_or_zero
 from ..exceptions import StaleLeaseError
-from ..states import State, state_filter, state_of
+from ..states import State, number_or_zero, state_filter, state_of
 from ..updates import FENCE, LEASE
 from .output import Progress
 
