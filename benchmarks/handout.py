@@ -5,8 +5,11 @@ index; the server walks the index in that order and skips every entry that
 fails the filter until one matches. How many it skips decides the cost on a
 large pool, and SecantusDB, which ignores indexes, cannot show it. So it is
 computed here exactly, from the documents: they are put in the order of the
-index the hand-out's sort uses, restricted to the range its filter gives
-that index, and the entries before the first match are counted. The same is
+index the hand-out's sort uses, and the entries before the first match are
+counted. (The hand-out's filter is the statistics' definition of available,
+so it bounds no range of the index: an ask that finds nothing reads every
+entry, where the version before read those keyed up to now; in exchange a
+session released by hand is taken at once.) The same is
 done for the design before the order key (index ``{last_use, next_use,
 active}``, no range). The pool is brought to a steady state by the
 library's own updates: blocked and deactivated sessions, and hand-outs of
@@ -25,8 +28,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sessionlib import MongoSessions, updates, utcnow
-from sessionlib.states import LockKind
+from sessionlib import LockKind, MongoSessions, Now, updates, utcnow
 
 from .backends import Backend
 from .report import Figure, Report
@@ -54,17 +56,13 @@ def _available(doc: dict[str, Any], now: datetime) -> bool:
 def stepped_over(documents: list[dict[str, Any]], now: datetime, *, order_key: bool) -> int:
     """Entries the server reads and rejects before the first one a hand-out takes.
 
-    *order_key*: the hand-out of this version (index ``{ready_at, last_use, ...}``,
-    range ``ready_at`` up to now); otherwise the earlier one (``{last_use, ...}``,
-    no range).
+    *order_key*: the hand-out of this version (index ``{ready_at, last_use, ...}``);
+    otherwise the earlier one (``{last_use, ...}``).
     """
     if order_key:
-        walk = [
-            doc
-            for doc in documents
-            if doc.get("ready_at") is None or _key(doc["ready_at"]) <= _key(now)
-        ]
-        walk.sort(key=lambda doc: (_key(doc.get("ready_at")), _key(doc.get("last_use"))))
+        walk = sorted(
+            documents, key=lambda doc: (_key(doc.get("ready_at")), _key(doc.get("last_use")))
+        )
     else:
         walk = sorted(documents, key=lambda doc: _key(doc.get("last_use")))
     for position, doc in enumerate(walk):
@@ -91,17 +89,22 @@ async def _steady_pool(backend: Backend, size: int, blocked: float, inactive: fl
     now = utcnow()
 
     def hand_out(at: datetime) -> Any:
-        return updates.hand_out(pool, now=at, until=at, count_use=1, token="steady")
+        return updates.hand_out(
+            pool, now=Now.fixed(at), hold=timedelta(0), count_use=1, token="steady"
+        )
 
     await collection.update_many({}, hand_out(now - timedelta(minutes=10)))
     banned = int(size * blocked)
     disabled = int(size * inactive)
     await collection.update_many(
         {"_id": {"$lt": banned}},
-        updates.lock(pool, kind=LockKind.BLOCKED, now=now, until=now + timedelta(days=1)),
+        updates.lock(
+            pool, kind=LockKind.BLOCKED, now=Now.fixed(now), until=now + timedelta(days=1)
+        ),
     )
     await collection.update_many(
-        {"_id": {"$gte": banned, "$lt": banned + disabled}}, updates.deactivate(pool)
+        {"_id": {"$gte": banned, "$lt": banned + disabled}},
+        updates.deactivate(pool, now=Now.fixed(now)),
     )
     await collection.update_many(
         {"_id": {"$gte": banned + disabled}}, hand_out(now - timedelta(minutes=1))

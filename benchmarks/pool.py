@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -13,8 +12,8 @@ from typing import Any
 import pymongo.errors
 from pymongo import ReturnDocument
 
-from sessionlib import MongoSessions, updates
-from sessionlib.states import combine, ready_filter
+from sessionlib import MongoSessions, handout
+from sessionlib.now import Now
 from sessionlib.stats import grouped_pipeline, index_match
 
 from .backends import Backend
@@ -134,12 +133,12 @@ async def overhead(backend: Backend, report: Report, operations: int, rounds: in
     pool = await pool_on(backend, collection, next_use_delay=0)
 
     async def raw() -> Any:
-        # The very command get_session sends: its filter, sort and update.
-        now = datetime.now(UTC)
-        query = combine(pool.default_filter, pool._filter_exclude_lock(), ready_filter(pool, now))
+        # The very command get_session sends: its filter, sort and update (sessionlib.handout).
+        core = pool.core
+        now = Now.read(pool.clock)
         return await collection.find_one_and_update(
-            query,
-            updates.hand_out(pool, now=now, until=now, count_use=1, token=secrets.token_hex(12)),
+            handout.query(core, now),
+            handout.update(core, now, hold=timedelta(0)),
             sort=pool.default_sort,
             return_document=ReturnDocument.AFTER,
         )
@@ -230,18 +229,18 @@ async def explain(backend: Backend, pool: MongoSessions) -> dict[str, tuple[Any,
     """Keys and documents the server examined for a hand-out and for statistics, if it says."""
     if not backend.wire:
         return {}  # mongomock has no query planner
-    now = pool._store(pool.clock())
-    query = combine(pool.default_filter, pool._filter_exclude_lock(), ready_filter(pool, now))
+    core = pool.core
+    now = await core.now()
     commands = {
         "hand-out": {
             "findAndModify": pool.collection_name,
-            "query": query,
+            "query": handout.query(core, now),
             "sort": dict(pool.default_sort),
-            "update": {"$set": {"last_use": now}},
+            "update": {"$set": {"last_use": now.written}},
         },
         "statistics": {
             "aggregate": pool.collection_name,
-            "pipeline": grouped_pipeline(pool, now, match=index_match(pool)),
+            "pipeline": grouped_pipeline(pool, now.at, match=index_match(pool)),
             "cursor": {},
         },
     }

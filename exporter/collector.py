@@ -16,9 +16,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 import sessionlib
+from sessionlib import FOLDED_SCOPE as FOLDED
 from sessionlib import PoolStatistics
 from sessionlib import State as SessionState
-from sessionlib.scopes import FOLDED
 
 from .snapshot import State
 

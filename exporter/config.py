@@ -25,16 +25,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import yaml
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 
-from sessionlib.exceptions import ConfigurationError
-from sessionlib.logger import redact_url
-from sessionlib.storedtime import zone_of
-from sessionlib.validation import check_database_name
+from sessionlib import ConfigurationError, check_database_name, redact_url, zone_of
 
 __all__ = ["ENV_PREFIX", "SETTINGS", "Config", "ConfigError", "Setting", "load_config"]
 
@@ -328,6 +325,12 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
+class _Group(Protocol):
+    """An argument group, as ``add_argument_group`` returns it (argparse's class is private)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action: ...
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, raised as :class:`ConfigError`."""
 
@@ -348,7 +351,7 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--config", metavar="FILE", help="YAML file with settings (keys as flag names)"
     )
-    groups: dict[str, argparse._ArgumentGroup] = {}
+    groups: dict[str, _Group] = {}
     for setting in SETTINGS:
         group = groups.get(setting.group) or parser.add_argument_group(setting.group)
         groups[setting.group] = group

@@ -20,9 +20,7 @@ from dataclasses import replace
 
 from prometheus_client import CollectorRegistry
 
-from sessionlib import SessionStore
-from sessionlib.driver import Client
-from sessionlib.logger import redact_url
+from sessionlib import Client, SessionStore, redact_url
 
 from .collector import SnapshotCollector
 from .config import Config

@@ -23,8 +23,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sessionlib import MongoSessions, SessionPoolError, SessionStore, Target
-from sessionlib.logger import redact_url
+from sessionlib import MongoSessions, SessionPoolError, SessionStore, Target, redact_url
 
 __all__ = ["DEMO_DATABASE", "DEMO_POOLS", "DemoTraffic", "main"]
 

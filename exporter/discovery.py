@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sessionlib import SessionPoolError, SessionStore
-from sessionlib.discovery import PoolKey
+from sessionlib import PoolKey, SessionPoolError, SessionStore
 
 from .config import Config
 

@@ -14,8 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from sessionlib import PoolStatistics, SessionPoolError, SessionStore
-from sessionlib.discovery import PoolKey
+from sessionlib import PoolKey, PoolStatistics, SessionPoolError, SessionStore
 
 from .config import Config
 from .discovery import Discovery

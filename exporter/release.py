@@ -19,8 +19,7 @@ import logging
 from collections.abc import Callable
 from types import MappingProxyType
 
-from sessionlib import SessionPoolError, SessionStore
-from sessionlib.discovery import PoolKey
+from sessionlib import PoolKey, SessionPoolError, SessionStore
 
 from .config import Config
 from .snapshot import Released, Snapshot

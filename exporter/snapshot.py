@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
-from sessionlib import PoolStatistics
-from sessionlib.discovery import PoolKey
+from sessionlib import PoolKey, PoolStatistics
 
 __all__ = ["PoolKey", "Released", "Snapshot", "State", "refreshed"]
 

@@ -17,6 +17,9 @@ from .breaker import CircuitBreaker
 from .budgets import Budget
 from .client import MongoSessions
 from .clock import utcnow
+from .core import PoolCore
+from .discovery import PoolKey
+from .driver import Client
 from .escalation import EscalationPolicy
 from .exceptions import (
     ConfigurationError,
@@ -35,12 +38,17 @@ from .exceptions import (
     StaleLeaseError,
 )
 from .lease import Block, Deactivate, Lease, Lock, Release, Report
+from .logger import redact_url
 from .metadata import BreakerState, Target
 from .metrics import PoolMetrics
-from .options import PoolOptions
+from .now import Now
+from .options import ConnectionSettings, PoolOptions, PoolSettings, StoreSettings
+from .scopes import FOLDED as FOLDED_SCOPE
 from .states import LockKind, State
 from .stats import PoolStatistics
 from .store import SessionStore
+from .storedtime import zone_of
+from .validation import check_database_name
 
 try:
     __version__ = version("sessionpool")
@@ -48,11 +56,14 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = [
+    "FOLDED_SCOPE",
     "Block",
     "BreakerState",
     "Budget",
     "CircuitBreaker",
+    "Client",
     "ConfigurationError",
+    "ConnectionSettings",
     "DatabaseError",
     "Deactivate",
     "DuplicateSessionError",
@@ -67,10 +78,14 @@ __all__ = [
     "MongoSessions",
     "NoSessionAvailableError",
     "NotConnectedError",
+    "Now",
     "OperationTimeoutError",
     "PermissionDeniedError",
+    "PoolCore",
+    "PoolKey",
     "PoolMetrics",
     "PoolOptions",
+    "PoolSettings",
     "PoolStatistics",
     "Release",
     "Report",
@@ -79,7 +94,11 @@ __all__ = [
     "SessionStore",
     "StaleLeaseError",
     "State",
+    "StoreSettings",
     "Target",
     "__version__",
+    "check_database_name",
+    "redact_url",
     "utcnow",
+    "zone_of",
 ]

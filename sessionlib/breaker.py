@@ -42,6 +42,7 @@ from pymongo import ReturnDocument
 
 from .exceptions import ConfigurationError, InvalidInputError
 from .metadata import CLOSED, BreakerState
+from .now import Now
 from .states import is_date_expression, number_or_zero
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "BreakerGuard",
     "BreakerPool",
     "CircuitBreaker",
+    "MetadataCollection",
+    "PoolCounts",
     "distinct_failed",
     "failure_update",
     "reset_update",
@@ -237,18 +240,22 @@ class MetadataCollection(Protocol):
     def update_one(self, *args: Any, **kwargs: Any) -> Awaitable[Any]: ...
 
 
-class BreakerPool(Protocol):
-    """What the breaker needs of a pool (:class:`~sessionlib.client.MongoSessions` has it)."""
-
-    db_name: str
-    collection_name: str
+class PoolCounts(Protocol):
+    """What the breaker counts in the pool: its hand-outs since an instant."""
 
     @property
-    def clock(self) -> Callable[[], datetime]: ...
-    def _metadata(self) -> MetadataCollection: ...
-    def _store(self, instant: datetime) -> datetime: ...
-    def _load(self, instant: datetime) -> datetime: ...
-    def _handed_out_since(self, instant: datetime) -> Awaitable[int]: ...
+    def last_use(self) -> str: ...
+    def count_stats(self, *args: Any, **kwargs: Any) -> Awaitable[int]: ...
+
+
+class BreakerPool(Protocol):
+    """What the breaker needs of a pool (:class:`~sessionlib.core.PoolCore` has it)."""
+
+    @property
+    def name(self) -> tuple[str, str]: ...
+    @property
+    def connection(self) -> PoolCounts: ...
+    def metadata(self) -> MetadataCollection: ...
 
 
 class BreakerGuard:
@@ -263,11 +270,11 @@ class BreakerGuard:
         self._seen: dict[tuple[str, str], tuple[float, BreakerState]] = {}
 
     def _remember(self, pool: BreakerPool, state: BreakerState) -> BreakerState:
-        self._seen[(pool.db_name, pool.collection_name)] = (time.monotonic(), state)
+        self._seen[pool.name] = (time.monotonic(), state)
         return state
 
-    async def spares(self, pool: BreakerPool, error: str, session_id: Any) -> bool:
-        """Record that *session_id* failed with *error*; return whether to release it instead.
+    async def spares(self, pool: BreakerPool, error: str, session_id: Any, now: Now) -> bool:
+        """Record that *session_id* failed with *error* at *now*; return whether to release it.
 
         True while the breaker is open for *error*, including when this
         failure is the one that trips it.
@@ -276,52 +283,49 @@ class BreakerGuard:
             DatabaseError: the server failed.
         """
         policy = self.policy
-        now = pool.clock()
-        since = now - policy.window_period
-        document = await pool._metadata().find_one_and_update(
-            {"_id": pool.collection_name},
-            failure_update(
-                error, session_id, now=pool._store(now), since=pool._store(since), keep=policy.keep
-            ),
+        since = now.shifted(-policy.window_period)
+        _, collection = pool.name
+        document = await pool.metadata().find_one_and_update(
+            {"_id": collection},
+            failure_update(error, session_id, now=now.written, since=since.at, keep=policy.keep),
             upsert=True,
             projection={FAILURES: 1, "breaker": 1},
             return_document=ReturnDocument.AFTER,
         )
         state = self._remember(
-            pool, BreakerState.from_document((document or {}).get("breaker"), pool._load)
+            pool, BreakerState.from_document((document or {}).get("breaker"), now)
         )
-        if state.is_open(now):
+        if state.open:
             return state.error == _text(error)
-        failed = distinct_failed(document, error, since, pool._load)
+        failed = distinct_failed(document, error, since.earliest, now.load)
         if failed < policy.min_sessions:
             return False
-        used = await pool._handed_out_since(since)
+        used = await pool.connection.count_stats({pool.connection.last_use: {"$gte": since.at}})
         share = failed / max(used, failed)
         if share < policy.min_share:
             return False
-        until = now + policy.cooldown_period
+        until = now.shifted(policy.cooldown_period)
         query, update = trip_update(
-            error, now=pool._store(now), until=pool._store(until), sessions=failed, share=share
+            error, now=now.written, until=until.written, sessions=failed, share=share
         )
-        await pool._metadata().update_one({"_id": pool.collection_name, **query}, update)
+        await pool.metadata().update_one({"_id": collection, **query}, update)
         log.warning(
             "circuit breaker of %s.%s opened: %d sessions (%.0f%% of those handed out in %s) "
             "failed with %s; such failures release their session until %s",
-            pool.db_name,
-            pool.collection_name,
+            *pool.name,
             failed,
             share * 100,
             policy.window_period,
             error,
-            until.isoformat(timespec="seconds"),
+            until.latest.isoformat(timespec="seconds"),
         )
         self._remember(
             pool,
-            BreakerState(True, error, now, until, failed, share, state.trips + 1),
+            BreakerState(True, error, now.latest, until.latest, failed, share, state.trips + 1),
         )
         return True
 
-    async def paused_until(self, pool: BreakerPool) -> datetime | None:
+    async def paused_until(self, pool: BreakerPool, now: Now) -> datetime | None:
         """When hand-outs resume, if the policy pauses them and the breaker is open; else None.
 
         Reads the breaker at most every ``check_interval`` seconds.
@@ -331,16 +335,16 @@ class BreakerGuard:
         """
         if not self.policy.pause:
             return None
-        now = pool.clock()
-        seen = self._seen.get((pool.db_name, pool.collection_name))
+        seen = self._seen.get(pool.name)
         if seen is None or time.monotonic() - seen[0] >= self.policy.check_interval:
-            document = await pool._metadata().find_one(
-                {"_id": pool.collection_name}, projection={"breaker": 1}
+            _, collection = pool.name
+            document = await pool.metadata().find_one(
+                {"_id": collection}, projection={"breaker": 1}
             )
-            state = BreakerState.from_document((document or {}).get("breaker"), pool._load)
+            state = BreakerState.from_document((document or {}).get("breaker"), now)
             seen = (time.monotonic(), self._remember(pool, state))
         state = seen[1]
-        return state.until if state.is_open(now) else None
+        return state.until if state.is_open(now.earliest) else None
 
     def forget(self, pool: BreakerPool) -> None:
         """Drop what was read of *pool*'s breaker (after a reset)."""

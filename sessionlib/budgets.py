@@ -26,9 +26,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .exceptions import ConfigurationError, InvalidInputError
+from .now import Now
 from .scopes import check_scope, scope_field
+from .states import is_date_expression
 
-__all__ = ["BUDGETS", "Budget", "budget_filter", "budget_updates", "check_budgets"]
+__all__ = [
+    "BUDGETS",
+    "Budget",
+    "budget_filter",
+    "budget_updates",
+    "check_budgets",
+    "room_expression",
+]
 
 BUDGETS = "budgets"
 """The field holding each budget's entries."""
@@ -114,23 +123,44 @@ def _entries(path: str) -> dict[str, Any]:
     return {"$cond": [{"$isArray": path}, path, []]}
 
 
-def _live(path: str, now: datetime) -> dict[str, Any]:
-    """The entries at *path* still in the window at *now*."""
-    return {"$filter": {"input": _entries(path), "cond": {"$gt": ["$$this", now]}}}
+def _live(path: str, at: datetime) -> dict[str, Any]:
+    """The entries at *path* still in the window at the stored instant *at*.
+
+    An entry that is not a date (a BSON ``Timestamp``, a string another
+    program wrote) has left the window: it would otherwise sort above every
+    date and hold the session for ever, while counted available.
+    """
+    entry = "$$this"
+    return {
+        "$filter": {
+            "input": _entries(path),
+            "cond": {"$and": [is_date_expression(entry), {"$gt": [entry, at]}]},
+        }
+    }
 
 
-def budget_filter(
-    budgets: Sequence[Budget], *, scope: str | None, now: datetime, weight: int
+def room_expression(
+    budgets: Sequence[Budget], *, scope: str | None, now: Now, weight: int = 1
 ) -> dict[str, Any] | None:
-    """The filter admitting sessions whose budgets take *weight* more uses at *now*."""
+    """An expression: the budgets that apply to *scope* take *weight* more uses now.
+
+    ``None`` when no budget applies. The hand-out's filter and the statistics'
+    ``budget`` state both read it.
+    """
     conditions = [
-        {"$lte": [{"$add": [{"$size": _live(f"${b.path}", now)}, weight]}, b.uses]}
+        {"$lte": [{"$add": [{"$size": _live(f"${b.path}", now.at)}, weight]}, b.uses]}
         for b in budgets
         if b.applies(scope)
     ]
-    if not conditions:
-        return None
-    return {"$expr": {"$and": conditions}}
+    return {"$and": conditions} if conditions else None
+
+
+def budget_filter(
+    budgets: Sequence[Budget], *, scope: str | None, now: Now, weight: int
+) -> dict[str, Any] | None:
+    """The filter admitting sessions whose budgets take *weight* more uses now."""
+    room = room_expression(budgets, scope=scope, now=now, weight=weight)
+    return None if room is None else {"$expr": room}
 
 
 def _spent_until(budget: Budget) -> dict[str, Any]:
@@ -140,12 +170,7 @@ def _spent_until(budget: Budget) -> dict[str, Any]:
 
 
 def budget_updates(
-    budgets: Sequence[Budget],
-    *,
-    scope: str | None,
-    now: datetime,
-    weight: int,
-    store: Any,
+    budgets: Sequence[Budget], *, scope: str | None, now: Now, weight: int
 ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
     """What a hand-out writes for the budgets that apply to it.
 
@@ -153,7 +178,8 @@ def budget_updates(
     (a first pipeline stage), the expression of the instant the spent
     pool-wide budgets hold the session until (``None`` without such budgets;
     read in a later stage), and the ``$set`` that locks spent scoped budgets
-    for their scope. *store* turns true instants into stored ones.
+    for their scope. Each new entry is when its use leaves the window,
+    counted from the latest the clock can show (stored once, by *now*).
     """
     entries: dict[str, Any] = {}
     pool_wide: list[dict[str, Any]] = []
@@ -161,9 +187,9 @@ def budget_updates(
     for budget in budgets:
         if not budget.applies(scope):
             continue
-        leaves = store(now + budget.window)
+        leaves = now.until(budget.window)
         entries[budget.path] = {
-            "$concatArrays": [_live(f"${budget.path}", store(now)), [leaves] * weight]
+            "$concatArrays": [_live(f"${budget.path}", now.at), [leaves] * weight]
         }
         if budget.scope is None:
             pool_wide.append(_spent_until(budget))

@@ -12,44 +12,52 @@ A session is *available* when it matches ``default_filter`` and its
 ``next_use`` is null or earlier than now; it is *locked* when it matches
 ``default_filter`` and its ``next_use`` is now or later (see
 :mod:`sessionlib.states`). "Now" is the server's clock (see
-:mod:`sessionlib.clock`). Every hand-out and every per-session write is one
-command; each method here checks its arguments, builds that command (see
-:mod:`sessionlib.updates`) and sends it.
+:mod:`sessionlib.clock`), read once per operation (:mod:`sessionlib.now`).
+
+``MongoSessions`` is a façade: it keeps the seed's names, attributes and
+overridable hooks, and each public method hands the work to a verb module
+with the pool's :class:`~sessionlib.core.PoolCore`:
+
+=============================  ==============================================
+:mod:`sessionlib.handout`      ``get_session``, ``acquire`` (and ``lease``)
+:mod:`sessionlib.reports`      success, lock, block, release, inactive, activate
+:mod:`sessionlib.documents`    ``add``, ``session_update``, ``session_delete``
+:mod:`sessionlib.reading`      counts, listings, history, statistics
+:mod:`sessionlib.maintenance`  expired locks, indexes, ``migrate``
+:mod:`sessionlib.poolmeta`     the pool's target and breaker
+=============================  ==============================================
+
+A feature is a pure rule (:mod:`sessionlib.states`, :mod:`sessionlib.updates`,
+:mod:`sessionlib.budgets`...), an option (:mod:`sessionlib.options`), and the
+one verb module it changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
-from . import updates
+from . import documents, handout, maintenance, poolmeta, reading, reports
 from .breaker import BreakerGuard, CircuitBreaker
-from .budgets import Budget, budget_filter
-from .clock import NEVER, Clock, ceil_ms, latest, utcnow
+from .budgets import Budget
+from .clock import Clock
 from .connection import MongoConnectionInterface
-from .driver import Client, is_in_process
+from .core import PoolCore
+from .driver import Client
 from .escalation import EscalationPolicy
-from .exceptions import (
-    ConfigurationError,
-    InvalidInputError,
-    InvalidPayloadError,
-    InvalidSessionError,
-    StaleLeaseError,
-)
+from .exceptions import ConfigurationError
 from .fields import _replace
-from .indexes import LEGACY_INDEXES, SPARSE, index_specs
 from .isphere import adapt
-from .lease import Lease, OnError, check_on_error, hold_lease, wait_for_session
+from .lease import Lease, OnError, open_lease, wait_for_session
+from .metadata import BreakerState, Target
 from .metrics import PoolMetrics
+from .now import current
 from .options import (
     DEFAULT_BLOCK_TIME,
     DEFAULT_LOCK_TIME,
@@ -58,38 +66,12 @@ from .options import (
     DEFAULT_TIMEOUT,
     PoolOptions,
 )
-from .poolmeta import PoolMetadataMixin
-from .scopes import (
-    check_scope,
-    expired_scopes_update,
-    scope_free_filter,
-    scope_locked_expression,
-    scope_statistics_pipeline,
-)
-from .states import (
-    LOCK_KINDS,
-    Filter,
-    LockKind,
-    available_expression,
-    combine,
-    locked_filter,
-    ready_filter,
-    unlocked_filter,
-)
-from .stats import PoolStatistics, facet_pipeline, grouped_pipeline, index_match
+from .scopes import check_scope
+from .states import Filter, LockKind, combine, locked_filter, unlocked_filter
+from .stats import PoolStatistics
 from .storedtime import StoredTime, zone_of
-from .updates import FENCE, LEASE, Record
 from .validation import (
-    check_count,
-    check_document,
     check_offset,
-    check_reason,
-    check_set_payload,
-    check_unset_payload,
-    check_until,
-    check_where,
-    delay_to_timedelta,
-    period_to_timedelta,
     session_id,
 )
 
@@ -99,11 +81,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MongoSessions", "combine"]
 
-REQUEUE_INTERVAL = 60.0
-"""Seconds between two requeues by one pool's empty hand-outs (see ``MongoSessions._requeued``)."""
 
-
-class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
+class MongoSessions(MongoConnectionInterface):
     """A pool of sessions stored in one MongoDB collection.
 
     Args:
@@ -161,9 +140,6 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
     Subclasses may override the filter hooks :meth:`_filter_exclude_lock`,
     :meth:`_filter_include_lock`, :meth:`_filter_one` and :attr:`default_sort`.
     """
-
-    _requeued_at: float = -math.inf
-    """When (monotonic) an empty hand-out last put hand-edited sessions back in the queue."""
 
     def __init__(
         self,
@@ -227,7 +203,12 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         super().__init__(mongo_url, db, collection, client=client, options=options)
         self._breaker_guard = BreakerGuard(breaker) if breaker is not None else None
 
-    # -- settings ----------------------------------------------------------------
+    # -- the core and settings --------------------------------------------------
+
+    @property
+    def core(self) -> PoolCore:
+        """This pool's core, which the verb modules take (see :mod:`sessionlib.core`)."""
+        return PoolCore(self, self, breaker=self._breaker_guard, order_key=self._uses_order_key())
 
     @property
     def fenced(self) -> bool:
@@ -256,33 +237,22 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
     def sleep(self, value: Callable[[float], Awaitable[None]]) -> None:
         self._options = _replace(self._options, sleep=value)
 
-    @property
-    def clock(self) -> Clock:
-        """The clock decisions are made on: the server's, or the one passed in."""
-        if self._options.clock is not None:
-            return self._options.clock
-        if self._connector is not None:
-            return self._connector.clock
-        return utcnow
-
-    async def _sync_clock(self) -> None:
-        if self._options.clock is None and self._connector is not None:
-            await self._connector.sync_clock_if_due()
-
     # -- overridable hooks ---------------------------------------------------
 
     @property
     def default_sort(self) -> list[tuple[str, int]]:
-        """Hand-out order: least recently available first (see :mod:`sessionlib.indexes`)."""
+        """Hand-out order: least recently available first (see :mod:`sessionlib.order`)."""
         return [(self.ready_at, ASCENDING), (self.last_use, ASCENDING)]
 
     def _filter_exclude_lock(self, offset: float = 0) -> Filter:
         """Filter for sessions not locked at now + *offset* seconds."""
-        return unlocked_filter(self, self._store(self.clock() + check_offset("offset", offset)))
+        now = current() or self.core.read_now()
+        return unlocked_filter(self, now.shifted(check_offset("offset", offset)).at)
 
     def _filter_include_lock(self, offset: float = 0) -> Filter:
         """Filter for sessions locked at now + *offset* seconds."""
-        return locked_filter(self, self._store(self.clock() + check_offset("offset", offset)))
+        now = current() or self.core.read_now()
+        return locked_filter(self, now.shifted(check_offset("offset", offset)).at)
 
     def _filter_one(self, session: Any) -> Filter:
         """Filter selecting *session*, and no other.
@@ -334,104 +304,9 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             InvalidInputError: an argument is invalid; nothing was written.
             DatabaseError: the server failed (see :mod:`sessionlib.exceptions`).
         """
-        return await self._hand_out(
-            count_use, next_use_delay, "next_use_delay", self.fenced, scope, where
-        )
-
-    async def _hand_out(
-        self,
-        count_use: int,
-        hold: float | None,
-        hold_name: str,
-        with_lease: bool,
-        scope: str | None = None,
-        where: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        check_count("count_use", count_use)
-        delay = delay_to_timedelta(hold, self.next_use_delay, name=hold_name)
-        check_scope(scope)
-        narrowed = check_where(where)
-        await self._sync_clock()
-        metrics = self._options.metrics
-        started = time.perf_counter()
-        if await self._paused_until() is not None:  # the breaker is open and pauses hand-outs
-            if metrics is not None:
-                metrics.handed_out(self.db_name, self.collection_name, got=False, seconds=0.0)
-            return None
-        decided = self._store(self.clock())
-        query = combine(self.default_filter, self._filter_exclude_lock())
-        if self._uses_order_key():
-            query = combine(query, ready_filter(self, decided))
-        if scope is not None:
-            query = combine(query, scope_free_filter(scope, decided))
-        budgets = self._options.budgets
-        spend = budget_filter(budgets, scope=scope, now=decided, weight=count_use)
-        query = combine(query, spend or {}, narrowed or {})
-        document = await self._take(query, count_use, delay, scope, with_lease)
-        if document is None and self._uses_order_key() and await self._requeued(decided):
-            document = await self._take(query, count_use, delay, scope, with_lease)
-        if metrics is not None:
-            seconds = time.perf_counter() - started
-            got = document is not None
-            metrics.handed_out(self.db_name, self.collection_name, got=got, seconds=seconds)
-        return None if document is None else self._normalize(document)
-
-    async def _take(
-        self,
-        query: Filter,
-        count_use: int,
-        delay: timedelta,
-        scope: str | None,
-        with_lease: bool,
-    ) -> dict[str, Any] | None:
-        """The hand-out's one ``findAndModify``: hold the first session *query* matches."""
-        now = latest(self.clock)
-        document: dict[str, Any] | None = await self.find_one_and_update(
-            query,
-            updates.hand_out(
-                self,
-                now=self._store(now),
-                until=self._store(ceil_ms(now + delay)),
-                count_use=count_use,
-                token=secrets.token_hex(12),
-                budgets=self._options.budgets,
-                scope=scope,
-                store=self._store,
-            ),
-            sort=self.default_sort,
-            projection=self._hand_out_projection(with_lease),
-            return_document=ReturnDocument.AFTER,
-        )
-        return document
-
-    async def _requeued(self, decided: datetime) -> bool:
-        """Put back in the queue the sessions released or activated by hand; whether any were.
-
-        Such a session (its ``next_use`` cleared, ``active`` set back to true
-        in the database) still waits behind its old order key, while the
-        statistics count it available. A hand-out that found nothing does
-        this, at most every :data:`REQUEUE_INTERVAL` seconds per pool, so
-        the session is handed out then, without auto-release.
-        """
-        if time.monotonic() - self._requeued_at < REQUEUE_INTERVAL:
-            return False
-        self._requeued_at = time.monotonic()
-        result = await self.update_many(*updates.requeue(self, now=decided))
-        return result.modified_count > 0
-
-    def _waited(self, seconds: float) -> None:
-        """Observe a lease's wait for a session in the pool's metrics, if any."""
-        if self._options.metrics is not None:
-            self._options.metrics.waited(self.db_name, self.collection_name, seconds)
-
-    def _hand_out_projection(self, with_lease: bool) -> dict[str, Any] | None:
-        projection = self.projection
-        if projection is None or not with_lease:
-            return projection
-        included = any(value for key, value in projection.items() if key != "_id")
-        if included:
-            return {**projection, LEASE: 1, FENCE: 1, self.next_use: 1}
-        return {key: value for key, value in projection.items() if key not in (LEASE, FENCE)}
+        default = self.next_use_delay
+        hold = handout.check(default, count_use, next_use_delay, scope, where, "next_use_delay")
+        return await handout.hand_out(self.core, count_use, hold, self.fenced, scope, where)
 
     async def acquire(
         self,
@@ -450,7 +325,8 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             InvalidInputError: an argument is invalid.
             DatabaseError: the server failed.
         """
-        session = await self._hand_out(count_use, hold, "hold", True, scope, where)
+        held = handout.check(self.next_use_delay, count_use, hold, scope, where)
+        session = await handout.hand_out(self.core, count_use, held, True, scope, where)
         return None if session is None else Lease(self, session)
 
     def lease(
@@ -485,22 +361,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: on normal exit, the session had been handed out
                 again before the success could be reported.
         """
-        check_count("count_use", count_use)
-        delay_to_timedelta(hold, self.next_use_delay, name="hold")
-        delay_to_timedelta(wait, 0, name="wait")
-        delay_to_timedelta(success_delay, self.next_use_delay, name="success_delay")
-        check_scope(scope)
-        check_where(where)
-        return hold_lease(
-            self,
-            hold=hold,
-            count_use=count_use,
-            wait=wait,
-            on_error=check_on_error(on_error),
-            success_delay=success_delay,
-            scope=scope,
-            where=where,
-        )
+        return open_lease(self, hold, count_use, wait, on_error, success_delay, scope, where)
 
     async def next_available_at(self) -> datetime | None:
         """Return when the earliest locked session becomes available, or ``None``.
@@ -508,14 +369,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         Raises:
             DatabaseError: the server failed.
         """
-        await self._sync_clock()
-        document = await self.find_one(
-            combine(self.default_filter, self._filter_include_lock()),
-            projection={self.next_use: 1},
-            sort=[(self.next_use, ASCENDING)],
-        )
-        value = None if document is None else document.get(self.next_use)
-        return self._options.stored_time.load(value) if isinstance(value, datetime) else None
+        return await reading.next_available_at(self.core)
 
     async def wait_for_session(
         self,
@@ -536,54 +390,6 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         )
 
     # -- reports ---------------------------------------------------------------
-
-    def _report_filter(
-        self, session: Mapping[str, Any], lease_checked: bool | None
-    ) -> tuple[Filter, bool]:
-        query = self._filter_one(session)
-        checked = (self.fenced and LEASE in session) if lease_checked is None else lease_checked
-        if checked:
-            token = session.get(LEASE)
-            if not isinstance(token, str):
-                raise InvalidSessionError(
-                    "a lease-checked report needs the session dict as handed out, with its 'lease'"
-                )
-            query = combine(query, {LEASE: token})
-        return query, checked
-
-    def _record(self, kind: str, reason: str | None, session: Mapping[str, Any]) -> Record:
-        fence = session.get(FENCE)
-        return Record(
-            at=self._store(latest(self.clock)),
-            kind=kind,
-            reason=reason,
-            fence=fence if isinstance(fence, int) and not isinstance(fence, bool) else None,
-            by=self._options.app_name,
-        )
-
-    async def _report(
-        self,
-        session: Mapping[str, Any],
-        update: list[dict[str, Any]],
-        lease_checked: bool | None,
-        record: Record | None,
-        kind: str,
-    ) -> UpdateResult:
-        query, checked = self._report_filter(session, lease_checked)
-        result = await self.update_one(query, updates.with_record(update, record))
-        metrics = self._options.metrics
-        if checked and result.matched_count == 0:
-            if metrics is not None:
-                metrics.stale(self.db_name, self.collection_name)
-            raise StaleLeaseError(
-                f"session {session['_id']!r} is no longer held under lease "
-                f"{session[LEASE]!r}: it was handed out again or deleted; nothing was written",
-                session_id=session["_id"],
-                lease=session[LEASE],
-            )
-        if metrics is not None:
-            metrics.reported(self.db_name, self.collection_name, kind)
-        return result
 
     async def session_success(
         self,
@@ -606,21 +412,10 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        self._report_filter(session, lease_checked)
-        check_count("count_success", count_success)
-        delay = delay_to_timedelta(next_use_delay, self.next_use_delay)
-        check_reason(reason)
-        await self._sync_clock()
-        now = latest(self.clock)
-        update = updates.success(
-            self,
-            now=self._store(now),
-            until=self._store(ceil_ms(now + delay)),
-            count_success=count_success,
-            escalation=self.escalation,
+        core = self.core
+        return await reports.success(
+            core, session, count_success, next_use_delay, reason, lease_checked
         )
-        record = None if reason is None else self._record("success", reason, session)
-        return await self._report(session, update, lease_checked, record, "success")
 
     async def session_lock(
         self,
@@ -647,8 +442,9 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self._lock(
-            session, period, until, scope, reason, LockKind.LOCKED, lease_checked
+        kind = LockKind.LOCKED
+        return await reports.lock(
+            self.core, session, kind, period, until, scope, reason, lease_checked
         )
 
     async def session_block(
@@ -671,51 +467,10 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self._lock(
-            session, period, until, scope, reason, LockKind.BLOCKED, lease_checked
+        kind = LockKind.BLOCKED
+        return await reports.lock(
+            self.core, session, kind, period, until, scope, reason, lease_checked
         )
-
-    async def _lock(
-        self,
-        session: dict[str, Any],
-        period: dict[str, float] | None,
-        until: datetime | None,
-        scope: str | None,
-        reason: str | None,
-        kind: LockKind,
-        lease_checked: bool | None,
-    ) -> UpdateResult:
-        self._report_filter(session, lease_checked)
-        if period is not None and until is not None:
-            raise InvalidInputError("give a period or an until, not both")
-        default = self.block_time if kind is LockKind.BLOCKED else self.lock_time
-        duration = period_to_timedelta(period, default)
-        check_scope(scope)
-        check_reason(reason)
-        name = f"{kind.value}:{scope}" if scope is not None else kind.value
-        await self._sync_clock()
-        now = latest(self.clock)
-        record = self._record(name, reason, session)
-        if until is not None:
-            end = ceil_ms(check_until(until, now))
-        elif (
-            period is None
-            and self.escalation is not None
-            and kind is LockKind.LOCKED
-            and scope is None
-        ):
-            pipeline = self.escalation.lock_pipeline(
-                now=now, block_period=self.block_time, fields=self, store=self._store
-            )
-            pipeline = updates.keep_budget_lock(self, now=self._store(now), pipeline=pipeline)
-            return await self._report(session, pipeline, lease_checked, record, kind.value)
-        else:
-            end = ceil_ms(now + duration)
-        if scope is not None:
-            update = updates.scoped_lock(scope, until=self._store(end))
-        else:
-            update = updates.lock(self, kind=kind, now=self._store(now), until=self._store(end))
-        return await self._report(session, update, lease_checked, record, kind.value)
 
     async def session_release(
         self,
@@ -734,9 +489,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self._state_report(
-            session, "released", lambda now: updates.release(self, now=now), reason, lease_checked
-        )
+        return await reports.change(self.core, session, "released", reason, lease_checked)
 
     async def session_inactive(
         self,
@@ -752,9 +505,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self._state_report(
-            session, "deactivated", lambda _: updates.deactivate(self), reason, lease_checked
-        )
+        return await reports.change(self.core, session, "deactivated", reason, lease_checked)
 
     async def session_activate(
         self,
@@ -770,25 +521,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             StaleLeaseError: lease-checked, and the session was handed out again.
             DatabaseError: the server failed.
         """
-        return await self._state_report(
-            session, "activated", lambda now: updates.activate(self, now=now), reason, lease_checked
-        )
-
-    async def _state_report(
-        self,
-        session: dict[str, Any],
-        kind: str,
-        build: Callable[[datetime], list[dict[str, Any]]],
-        reason: str | None,
-        lease_checked: bool | None,
-    ) -> UpdateResult:
-        """Check, then write the update *build* makes for now (stored), recording *kind*."""
-        self._report_filter(session, lease_checked)
-        check_reason(reason)
-        await self._sync_clock()
-        update = build(self._store(self.clock()))
-        record = self._record(kind, reason, session)
-        return await self._report(session, update, lease_checked, record, kind)
+        return await reports.change(self.core, session, "activated", reason, lease_checked)
 
     async def history(self, session: dict[str, Any]) -> dict[str, Any] | None:
         """Return the session's last reason and history (oldest first), or ``None`` if absent.
@@ -800,48 +533,20 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             InvalidSessionError: *session* has no plain ``_id``.
             DatabaseError: the server failed.
         """
-        document = await self.find_one(
-            self._filter_one(session), projection={updates.REASON: 1, updates.HISTORY: 1}
-        )
-        if document is None:
-            return None
-        entries = document.get(updates.HISTORY)
-        kept = (
-            [entry for entry in entries if isinstance(entry, dict)]
-            if isinstance(entries, list)
-            else []
-        )
-        load = self._options.stored_time.load_fields
-        for entry in kept:
-            load(entry, ("at",))
-        return {"_id": document["_id"], "reason": document.get(updates.REASON), "history": kept}
+        return await reading.history(self.core, session)
 
     # -- documents -------------------------------------------------------------
 
     def new_document(self, data: dict[str, Any]) -> dict[str, Any]:
         """Return the document :meth:`add` inserts: the defaults, overridden by *data*.
 
-        The order key (``ready_at``) follows from *data*: never for an inactive
-        session, else when it is locked until, else when it was last used.
+        The order key (``ready_at``) follows from *data* (see :mod:`sessionlib.order`).
 
         Raises:
             InvalidPayloadError: *data* is not a dict or has unsafe field names.
         """
-        check_document(data)
-        document = {
-            self.active: True,
-            self.count_use: 0,
-            self.count_success: 0,
-            self.created: self._store(latest(self.clock)),
-            self.last_use: None,
-            self.next_use: None,
-            **data,
-        }
-        if self.ready_at not in data:
-            key = _order_key(document, self)
-            if key is not None:  # a missing key sorts first: never used
-                document[self.ready_at] = key
-        return document
+        core = self.core
+        return documents.new_document(core, data, core.read_now())
 
     async def add(self, data: dict[str, Any]) -> InsertOneResult:
         """Insert a session: ``active=True``, counters 0, ``created=now``, overridden by *data*.
@@ -851,7 +556,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             DuplicateSessionError: a session with this ``_id`` exists.
             DatabaseError: the server failed.
         """
-        return await self.insert_one(self.new_document(data))
+        return await documents.add(self.core, data)
 
     async def session_update(
         self,
@@ -870,20 +575,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
                 ``_id`` or holds operators; nothing was written.
             DatabaseError: the server failed.
         """
-        query = self._filter_one(session)
-        to_set = check_set_payload(payload)
-        to_unset = check_unset_payload(unset_payload)
-        if not to_set and not to_unset:
-            raise InvalidPayloadError("session_update needs a non-empty payload or unset_payload")
-        to_set.update(
-            updates.order_key_changes(self, to_set, to_unset, now=self._store(self.clock()))
-        )
-        update: dict[str, Any] = {}
-        if to_set:
-            update["$set"] = to_set
-        if to_unset:
-            update["$unset"] = to_unset
-        return await self.update_one(query, update)
+        return await documents.update(self.core, session, payload, unset_payload)
 
     async def session_delete(self, session: dict[str, Any]) -> DeleteResult:
         """Delete the session.
@@ -892,7 +584,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             InvalidSessionError: *session* has no plain ``_id``; nothing was deleted.
             DatabaseError: the server failed.
         """
-        return await self.delete_one(self._filter_one(session))
+        return await documents.delete(self.core, session)
 
     # -- reading -----------------------------------------------------------------
 
@@ -904,10 +596,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             DatabaseError: the server failed.
         """
         check_offset("offset", offset)
-        await self._sync_clock()
-        return await self.count_stats(
-            combine(self.default_filter, self._filter_exclude_lock(offset))
-        )
+        return await reading.count_active(self.core, offset)
 
     async def get_sessions(self) -> list[dict[str, Any]]:
         """Return every session matching :attr:`default_filter`, with :attr:`projection`.
@@ -915,16 +604,15 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         Raises:
             DatabaseError: the server failed.
         """
-        documents = await self.find(filter=self.default_filter, projection=self.projection)
-        return [self._normalize(document) for document in documents]
+        return await reading.get_sessions(self.core)
 
     async def statistics(self, offset: float = 0, *, scope: str | None = None) -> PoolStatistics:
-        """Return the pool's statistics, in one aggregation.
+        """Return the pool's statistics (states, scopes, target, breaker) in one command.
 
         Availability is judged at now + *offset* seconds. With *scope*, as a
         hand-out with that scope sees the pool: sessions locked for it count
-        as locked. Without, on a real MongoDB the figures come from the state
-        index alone (see :mod:`sessionlib.indexes`).
+        as locked. The figures are the ones a
+        :class:`~sessionlib.store.SessionStore` reads for many pools.
 
         Raises:
             InvalidInputError: *offset* or *scope* is invalid.
@@ -932,37 +620,20 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         """
         shift = check_offset("offset", offset)
         check_scope(scope)
-        await self._sync_clock()
-        load = self._options.stored_time.load
-        instant = self._store(self.clock() + shift)
-        if self._uses_order_key():
-            match = None if is_in_process(self.client) or scope else index_match(self)
-            scoped = scope_locked_expression(scope, instant) if scope else None
-            pipeline = grouped_pipeline(self, instant, match=match, scope_locked=scoped)
-            return PoolStatistics.from_groups(await self.aggregate(pipeline), load)
-        available = combine(self.default_filter, self._filter_exclude_lock(offset))
-        if scope is not None:
-            available = combine(available, scope_free_filter(scope, instant))
-        pipeline = facet_pipeline(
-            self,
-            available=available,
-            locked=combine(self.default_filter, self._filter_include_lock(offset)),
-            inactive={self.active: False},
-        )
-        return PoolStatistics.from_facets(await self.aggregate(pipeline), load)
+        core = self.core
+        now = (await core.now()).shifted(shift)
+        found = await reading.statistics_of(core, [self.collection_name], now, scope=scope)
+        return found[self.collection_name]
 
     async def scope_rows(self, offset: float = 0) -> list[dict[str, Any]]:
-        """The figures of the scopes in use, for :meth:`PoolStatistics.with_scopes` (one command).
+        """The raw figures of the scopes in use (one command); :meth:`statistics` reads them too.
 
         Raises:
             InvalidInputError: *offset* is invalid.
             DatabaseError: the server failed.
         """
         shift = check_offset("offset", offset)
-        await self._sync_clock()
-        instant = self._store(self.clock() + shift)
-        pipeline = scope_statistics_pipeline(instant, available_expression(self, instant))
-        return await self.aggregate(pipeline)
+        return await reading.scope_rows(self.core, (await self.core.now()).shifted(shift))
 
     async def aggregate_statistics(
         self, offset: float = 0, *, scope: str | None = None
@@ -991,9 +662,9 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         tidies their ``lock_kind``/``locked_at`` and sets ``next_use`` to
         null. Sessions locked by the seed library (no ``lock_kind``) are left
         alone. A session handed out meanwhile is not touched: the update
-        matches only locks that have expired. It also puts back in the
-        hand-out queue sessions that were released or activated by hand (see
-        :mod:`sessionlib.indexes`).
+        matches only locks that have expired. It also puts sessions released
+        or activated by hand where the order key's rule says (see
+        :mod:`sessionlib.order`).
 
         Returns:
             The number of sessions released, per lock kind.
@@ -1001,14 +672,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         Raises:
             DatabaseError: the server failed.
         """
-        await self._sync_clock()
-        now = self._store(self.clock())
-        released: dict[str, int] = {}
-        for kind in LOCK_KINDS:
-            result = await self.update_many(*updates.release_expired(self, kind=kind, now=now))
-            released[kind.value] = result.modified_count
-        await self.update_many(*updates.requeue(self, now=now))
-        return released
+        return await maintenance.release_expired_locks(self.core)
 
     async def release_expired_scoped_locks(self) -> int:
         """Drop the scoped locks that have ended; return how many sessions had some.
@@ -1016,9 +680,7 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         Raises:
             DatabaseError: the server failed.
         """
-        await self._sync_clock()
-        query, update = expired_scopes_update(self._store(self.clock()))
-        return (await self.update_many(query, update)).modified_count
+        return await maintenance.release_expired_scoped_locks(self.core)
 
     async def ensure_indexes(self) -> list[str]:
         """Create the indexes hand-outs and statistics need, if missing; return their names.
@@ -1029,18 +691,15 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
             DatabaseError: the server failed (for example, an index with the
                 same name but other keys exists).
         """
-        return [
-            await self.create_index(keys, name=name, sparse=name in SPARSE)
-            for name, keys in index_specs(self).items()
-        ]
+        return await maintenance.ensure_indexes(self.core)
 
     async def migrate(self) -> dict[str, Any]:
         """Prepare a pool written by the seed library or an earlier version.
 
-        Gives documents without an order key their key (never for inactive
-        ones, else ``next_use``, else ``last_use``), so hand-outs step over
-        none of them, and drops the indexes earlier versions created. Safe to
-        run again, and while workers run.
+        Gives documents without an order key their key (see
+        :mod:`sessionlib.order`), so they join the queue where they belong,
+        and drops the indexes earlier versions created. Safe to run again,
+        and while workers run.
 
         Returns:
             ``{"order_keys": <documents given a key>, "dropped_indexes": [...]}``.
@@ -1048,44 +707,45 @@ class MongoSessions(PoolMetadataMixin, MongoConnectionInterface):
         Raises:
             DatabaseError: the server failed.
         """
-        missing = {self.ready_at: {"$exists": False}}
-        steps: list[tuple[Filter, Any]] = [
-            (combine(missing, {self.active: False}), {"$set": {self.ready_at: NEVER}}),
-            (
-                combine(missing, {self.next_use: {"$type": "date"}}),
-                [{"$set": {self.ready_at: f"${self.next_use}"}}],
-            ),
-            (
-                combine(missing, {self.last_use: {"$type": "date"}}),
-                [{"$set": {self.ready_at: f"${self.last_use}"}}],
-            ),
-        ]
-        keyed = 0
-        for query, update in steps:
-            keyed += (await self.update_many(query, update)).modified_count
-        present = await self.index_information()
-        dropped = [name for name in LEGACY_INDEXES if name in present]
-        for name in dropped:
-            await self.drop_index(name)
-        return {"order_keys": keyed, "dropped_indexes": dropped}
+        return await maintenance.migrate(self.core)
 
-    # -- helpers -------------------------------------------------------------------
+    # -- the pool's metadata ---------------------------------------------------
 
-    def _normalize(self, document: dict[str, Any]) -> dict[str, Any]:
-        # Hand out true, aware UTC instants, whatever the documents hold
-        # (naive datetimes from a Motor client, a legacy zone's wall clock).
-        self._options.stored_time.load_fields(document, self.time_fields)
-        return document
+    async def target(self) -> Target | None:
+        """Return the pool's alert target, or ``None`` if it has none (or a broken one).
 
+        Raises:
+            DatabaseError: the server failed.
+        """
+        return await poolmeta.target(self.core)
 
-def _order_key(document: Mapping[str, Any], fields: MongoConnectionInterface) -> datetime | None:
-    if document.get(fields.active) is False:
-        return NEVER
-    for name in (fields.next_use, fields.last_use):
-        value = document.get(name)
-        if isinstance(value, datetime):
-            return value
-    return None
+    async def set_target(self, target: Target | None, *, by: str | None = None) -> None:
+        """Set the pool's alert target (exported by the exporter); ``None`` removes it.
+
+        *by* names who set it (default: the pool's ``app_name``).
+
+        Raises:
+            InvalidInputError: *target* is not a :class:`Target` or ``None``,
+                or *by* is not a short text; nothing was written.
+            DatabaseError: the server failed.
+        """
+        await poolmeta.set_target(self.core, target, by)
+
+    async def breaker_state(self) -> BreakerState:
+        """Return the state of the pool's circuit breaker now (closed if it never tripped).
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        return await poolmeta.breaker_state(self.core)
+
+    async def reset_breaker(self) -> None:
+        """Close the pool's circuit breaker and forget its failures, for every worker.
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        await poolmeta.reset_breaker(self.core)
 
 
 def _reconnect_attempts(max_allowed_reconnect: int | None, allow_reconnect: bool | None) -> int:

@@ -33,6 +33,8 @@ from datetime import UTC, datetime, timedelta
 
 __all__ = [
     "DRIFT",
+    "FIRST",
+    "LAST",
     "NEVER",
     "Clock",
     "ClockSample",
@@ -40,6 +42,7 @@ __all__ = [
     "as_utc",
     "ceil_ms",
     "latest",
+    "shift",
     "utcnow",
 ]
 
@@ -54,6 +57,11 @@ DRIFT = 1e-4
 NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 """An instant past every real one: the order key of a session disabled for good."""
 
+FIRST = datetime.min.replace(tzinfo=UTC)
+"""The earliest instant a ``datetime`` (and so a date read from BSON) can hold."""
+LAST = datetime.max.replace(tzinfo=UTC)
+"""The latest instant a ``datetime`` can hold."""
+
 _SKEW_LOG_EVERY = 600.0  # seconds between two warnings about the same skew
 
 
@@ -63,10 +71,28 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime) -> datetime:
-    """Return *value* as an aware UTC datetime; naive datetimes are read as UTC."""
+    """Return *value* as an aware UTC datetime; naive datetimes are read as UTC.
+
+    Total: an instant within a day of the calendar's ends is clamped to it.
+    """
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return FIRST if value.year == 1 else LAST
+
+
+def shift(instant: datetime, delta: timedelta) -> datetime:
+    """Return *instant* + *delta*, clamped to the instants a ``datetime`` can hold.
+
+    Arithmetic on times read from documents or from a server whose clock is
+    absurd (year 1, year 9999) must never raise ``OverflowError``.
+    """
+    try:
+        return instant + delta
+    except OverflowError:
+        return LAST if delta > timedelta() else FIRST
 
 
 def ceil_ms(value: datetime) -> datetime:
@@ -74,7 +100,7 @@ def ceil_ms(value: datetime) -> datetime:
 
     Lock ends are rounded up, so a hold is never shorter than asked.
     """
-    return value + timedelta(microseconds=-value.microsecond % 1000)
+    return shift(value, timedelta(microseconds=-value.microsecond % 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +199,8 @@ class ServerClock:
         elapsed = max(0.0, self._monotonic() - sample.received)
         drift = DRIFT * elapsed
         base = as_utc(sample.server_time)
-        earliest = base + timedelta(seconds=elapsed - drift)
-        latest = base + timedelta(seconds=elapsed + sample.round_trip + 0.001 + drift)
+        earliest = shift(base, timedelta(seconds=elapsed - drift))
+        latest = shift(base, timedelta(seconds=elapsed + sample.round_trip + 0.001 + drift))
         return earliest, latest
 
     def __call__(self) -> datetime:

@@ -12,6 +12,7 @@ import logging
 from types import TracebackType
 from typing import Any, Self
 
+from .clock import Clock, utcnow
 from .connector import Connector
 from .driver import Client, Collection, Database
 from .exceptions import ConfigurationError, NotConnectedError
@@ -73,7 +74,8 @@ class MongoConnectInterface:
         self.client: Any = client
         self.db: Any = None
         self.sessions: Any = None
-        self._stats_sessions: Collection | None = None
+        self.stats_sessions: Collection | None = None
+        """The bound collection on the statistics read preference (``None`` until connected)."""
         self._closed = False
 
     def __repr__(self) -> str:
@@ -130,7 +132,26 @@ class MongoConnectInterface:
         log.debug("pool %s.%s ready", self.db_name, self.collection_name)
         return self
 
-    def _attach(self, connector: Connector) -> None:
+    @property
+    def connector(self) -> Connector | None:
+        """The client and server clock this pool uses, once connected."""
+        return self._connector
+
+    @property
+    def clock(self) -> Clock:
+        """The clock decisions are made on: the one passed in, else the server's."""
+        if self._options.clock is not None:
+            return self._options.clock
+        if self._connector is not None:
+            return self._connector.clock
+        return utcnow
+
+    async def sync_clock(self) -> None:
+        """Read the server's clock again if the last reading is older than its interval."""
+        if self._options.clock is None and self._connector is not None:
+            await self._connector.sync_clock_if_due()
+
+    def attach(self, connector: Connector) -> None:
         """Use *connector*, opened by someone else, and bind the collection (no I/O)."""
         self._connector, self._owns_connector = connector, False
         self._closed = False
@@ -148,7 +169,7 @@ class MongoConnectInterface:
         self.client, self.db = client, database
         self.sessions = database[collection]
         stats = self._options.stats_read_preference
-        self._stats_sessions = (
+        self.stats_sessions = (
             self.sessions if stats is None else self.sessions.with_options(read_preference=stats)
         )
         self.collection_name = collection
@@ -162,7 +183,7 @@ class MongoConnectInterface:
     async def close(self) -> None:
         """Close the client if this pool created it; safe to call more than once."""
         connector, owns = self._connector, self._owns_connector
-        self.db = self.sessions = self._stats_sessions = None
+        self.db = self.sessions = self.stats_sessions = None
         if self._closed:
             return
         self._closed = True

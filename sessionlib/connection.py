@@ -52,13 +52,17 @@ class MongoConnectionInterface(MongoOperations, MongoFields):
             check_collection_name(collection, database)
         except ConfigurationError as exc:
             raise adapt(exc) from None
-        return self._rebound(database, collection)
+        return self.bound_to(database, collection)
 
-    def _rebound(self, database: str, collection: str) -> Self:
-        """:meth:`with_collection` without the name checks, for sessionpool's own collections."""
+    def bound_to(self, database: str, collection: str) -> Self:
+        """:meth:`with_collection` without the name checks, for sessionpool's own collections.
+
+        Raises:
+            NotConnectedError: the pool is not connected.
+        """
         connector = self._require_connection()
         other = copy.copy(self)
         other.db_name = database
         other.collection_name = collection
-        other._attach(connector)
+        other.attach(connector)
         return other

@@ -22,13 +22,13 @@ again and again is locked for about 1, 2, 4 and 8 minutes, then blocked.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from .clock import ceil_ms
+from .clock import shift
 from .exceptions import ConfigurationError
+from .now import Now
 from .states import number_or_zero
 
 __all__ = ["STRIKES", "STRIKES_SINCE", "EscalationPolicy"]
@@ -84,30 +84,26 @@ class EscalationPolicy:
     def lock_pipeline(
         self,
         *,
-        now: datetime,
+        now: Now,
         block_period: timedelta,
         fields: Any,
-        store: Callable[[datetime], datetime],
         rng: random.Random | None = None,
     ) -> list[dict[str, Any]]:
-        """Return the pipeline update that records a strike and locks or blocks.
-
-        *store* turns true instants into the pool's stored representation.
-        """
+        """Return the pipeline update that records a strike and locks or blocks."""
         started = f"${STRIKES_SINCE}"
         strikes = number_or_zero(f"${STRIKES}")
         expired = {
             "$or": [
                 {"$eq": [{"$ifNull": [started, None]}, None]},
-                {"$lt": [started, store(now - self.window)]},
+                {"$lt": [started, now.store(shift(now.earliest, -self.window))]},
             ]
         }
         blocked = {"$gte": [f"${STRIKES}", self.block_after]}
-        block_end = store(ceil_ms(now + block_period))
+        block_end = now.until(block_period)
         branches = [
             {
                 "case": {"$eq": [f"${STRIKES}", strike]},
-                "then": store(ceil_ms(now + self.period(strike - 1, rng))),
+                "then": now.until(self.period(strike - 1, rng)),
             }
             for strike in range(1, self.block_after)
         ]
@@ -118,17 +114,16 @@ class EscalationPolicy:
             {
                 "$set": {
                     STRIKES: {"$cond": [expired, 1, {"$add": [strikes, 1]}]},
-                    STRIKES_SINCE: {"$cond": [expired, store(now), started]},
+                    STRIKES_SINCE: {"$cond": [expired, now.written, started]},
                 }
             },
             {
                 "$set": {
                     fields.next_use: lock_end,
                     fields.lock_kind: {"$cond": [blocked, "blocked", "locked"]},
-                    fields.locked_at: store(now),
+                    fields.locked_at: now.written,
                 }
             },
-            {"$set": {fields.ready_at: f"${fields.next_use}"}},
         ]
 
     def decay_expression(self) -> dict[str, Any]:

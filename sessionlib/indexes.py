@@ -2,20 +2,21 @@
 
 **The hand-out steps over nothing.** A hand-out is one ``findAndModify``::
 
-    filter: {active: {$ne: false},
-             $or: [{next_use: null}, {next_use: {$lt: now}}],
-             ready_at: {$not: {$gte: now}}}
+    filter: {active: {$ne: false}, $expr: <not locked at now>}   (see sessionlib.states)
     sort:   {ready_at: 1, last_use: 1}      limit 1
 
 ``ready_at`` is the session's *order key*: the instant it may next be handed
-out. Every write that makes a session unavailable moves it there: the end of
-the hold on a hand-out or a success, the end of the lock on a lock or block,
-:data:`~sessionlib.clock.NEVER` on deactivation; a release or an
-activation sets it to now. So a session is available exactly when its key is
-in the past, and the server walks the order index ``{ready_at, last_use,
-next_use, active}`` from its start: every entry it reads up to ``now`` is
-available, and the first one is taken. No held, locked, blocked or inactive
-session lies on that path, whatever their share of the pool.
+out, set by one rule (:mod:`sessionlib.order`) at the end of every write that
+can change availability: the end of the hold on a hand-out or a success, the
+end of the lock on a lock or block, :data:`~sessionlib.clock.NEVER` on
+deactivation, now on a release or an activation. So the server walks the
+order index ``{ready_at, last_use, next_use, active}`` from its start, and
+on a pool with available sessions the first entries it reads are available:
+it takes the first. No held, locked, blocked or inactive session lies on
+that path, whatever their share of the pool. The filter bounds no range of
+the index (it is the statistics' own definition of available, so a session
+edited by hand is taken too, after those keyed earlier): an ask that finds
+nothing reads the whole index.
 
 *Least recently used* therefore means: the session that became available
 the longest ago, that is whose last hold, lock or block ended first. With the
@@ -32,15 +33,16 @@ and drops the indexes earlier versions created. A seed worker that shares the
 pool writes ``next_use`` without the key; the ``next_use`` condition, read
 from the same index entry, keeps such sessions from being handed out while
 held. A session changed by hand (``next_use`` cleared, ``active`` set back to
-true) keeps an order key in the future until ``release_expired_locks`` (the
-exporter's auto-release) puts it back in the queue.
+true) keeps an order key in the future: it is handed out after the sessions
+keyed earlier, until ``release_expired_locks`` (the exporter's auto-release)
+moves its key where the rule says.
 
 **Statistics read no document.** The state index ``{active, next_use,
 lock_kind, locked_at, count_use, count_success}`` holds every field the
 statistics group on, and the statistics pipeline starts with a ``$match`` on
 ``active`` that every document passes, so the server can answer from the
 index alone (a covered plan: no document examined). Its prefix ``{active,
-next_use}`` also serves ``count_active`` and ``release_expired_locks``.
+next_use}`` also serves ``release_expired_locks``.
 Neither index grows the work of a write: a hand-out changes ``ready_at``,
 ``next_use`` and ``count_use`` anyway, so each index's entry is rewritten once
 either way.

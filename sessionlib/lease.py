@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pymongo.results import UpdateResult
 
+from . import handout
 from .backoff import WAITING
 from .clock import as_utc
+from .core import PoolCore
 from .exceptions import InvalidInputError, NoSessionAvailableError, SessionPoolError
 from .isphere import adapt
 from .updates import FENCE, LEASE
@@ -57,6 +59,7 @@ __all__ = [
     "Report",
     "check_on_error",
     "hold_lease",
+    "open_lease",
     "wait_for_session",
 ]
 
@@ -68,18 +71,16 @@ ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 class LeasingPool(Protocol):
     """What leasing needs of a pool (:class:`~sessionlib.client.MongoSessions` has it)."""
 
-    db_name: str
-    collection_name: str
-
+    @property
+    def core(self) -> PoolCore: ...
     @property
     def next_use(self) -> str: ...
+    @property
+    def next_use_delay(self) -> float: ...
     @property
     def clock(self) -> Callable[[], datetime]: ...
     @property
     def sleep(self) -> Callable[[float], Awaitable[None]]: ...
-    def _spares(self, error: BaseException, session_id: Any) -> Awaitable[bool]: ...
-    def _paused_until(self) -> Awaitable[datetime | None]: ...
-    def _waited(self, seconds: float) -> None: ...
 
     async def acquire(
         self,
@@ -372,7 +373,7 @@ def report_for(on_error: OnError, error: BaseException) -> Report | None:
 def _describe(
     pool: LeasingPool, next_at: datetime | None, now: datetime, paused: datetime | None = None
 ) -> str:
-    where = f"{pool.db_name}.{pool.collection_name}"
+    where = "{}.{}".format(*pool.core.name)
     if paused is not None:
         seconds = max(0.0, (paused - now).total_seconds())
         return (
@@ -390,6 +391,26 @@ def _describe(
         f"no session available in {where}; the next one frees up at "
         f"{next_at.isoformat(timespec='seconds')} (in {seconds:.0f} s)"
     )
+
+
+def _waited(core: PoolCore, seconds: float) -> None:
+    """Observe a wait for a session in the pool's metrics, if any."""
+    if core.metrics is not None:
+        core.metrics.waited(*core.name, seconds)
+
+
+async def _paused_until(core: PoolCore) -> datetime | None:
+    """When hand-outs resume, if the pool's breaker pauses them now; else ``None``."""
+    if core.breaker is None:
+        return None
+    return await core.breaker.paused_until(core, await core.now())
+
+
+async def _spares(core: PoolCore, error: BaseException, session_id: Any) -> bool:
+    """Whether the pool's breaker, having recorded *error*, has its session released instead."""
+    if core.breaker is None:
+        return False
+    return await core.breaker.spares(core, type(error).__name__, session_id, await core.now())
 
 
 async def wait_for_session(
@@ -410,22 +431,23 @@ async def wait_for_session(
         InvalidInputError: *wait* is negative or not a number.
     """
     budget = delay_to_timedelta(wait, 0, name="wait")
+    core = pool.core
     started = pool.clock()
     deadline = started + budget
     attempt = 0
     while True:
         lease = await pool.acquire(count_use, hold, scope=scope, where=where)
         if lease is not None:
-            pool._waited((pool.clock() - started).total_seconds())
+            _waited(core, (pool.clock() - started).total_seconds())
             return lease
         next_at = await pool.next_available_at()
-        paused = await pool._paused_until()
+        paused = await _paused_until(core)
         if paused is not None:
             next_at = paused  # nothing is handed out before the breaker's pause ends: try then
         now = pool.clock()
         remaining = (deadline - now).total_seconds()
         if remaining <= 0:
-            pool._waited((now - started).total_seconds())
+            _waited(core, (now - started).total_seconds())
             message = _describe(pool, next_at, now, paused)
             raise adapt(NoSessionAvailableError(message, next_available_at=next_at))
         pause = WAITING.pause(attempt)
@@ -434,6 +456,37 @@ async def wait_for_session(
             pause = min(pause, max((next_at - now).total_seconds(), 0.0) + 0.001)
         await pool.sleep(min(pause, remaining))
         attempt += 1
+
+
+def open_lease(
+    pool: LeasingPool,
+    hold: float | None,
+    count_use: int,
+    wait: float | None,
+    on_error: OnError | None,
+    success_delay: float | None,
+    scope: str | None,
+    where: Mapping[str, Any] | None,
+) -> AbstractAsyncContextManager[Lease]:
+    """Check the arguments of ``MongoSessions.lease`` now, and return its context manager.
+
+    Raises:
+        InvalidInputError: an argument is invalid (before any hand-out).
+    """
+    default = pool.next_use_delay
+    handout.check(default, count_use, hold, scope, where)
+    delay_to_timedelta(wait, 0, name="wait")
+    delay_to_timedelta(success_delay, default, name="success_delay")
+    return hold_lease(
+        pool,
+        hold=hold,
+        count_use=count_use,
+        wait=wait,
+        on_error=check_on_error(on_error),
+        success_delay=success_delay,
+        scope=scope,
+        where=where,
+    )
 
 
 @asynccontextmanager
@@ -459,7 +512,10 @@ async def hold_lease(
         if report is not None and lease.reported is None:
             reason = type(error).__name__[:200]  # the exception's class is the reason on record
             try:
-                if not isinstance(report, Release) and await pool._spares(error, lease.get("_id")):
+                spared = not isinstance(report, Release) and await _spares(
+                    pool.core, error, lease.get("_id")
+                )
+                if spared:
                     # The pool's circuit breaker is open for this error: the
                     # client is at fault, not the session.
                     report, reason = Release(), f"breaker: {reason}"[:200]

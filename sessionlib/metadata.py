@@ -32,6 +32,7 @@ from typing import Any
 
 from .discovery import METADATA_PREFIX
 from .exceptions import InvalidInputError
+from .now import Now
 
 __all__ = [
     "CLOSED",
@@ -122,7 +123,7 @@ class BreakerState:
     """The state of a pool's circuit breaker, as stored (see :mod:`sessionlib.breaker`)."""
 
     open: bool = False
-    """Whether it tripped; it stays open until *until*, or until reset."""
+    """Whether it was open when read: tripped, and its cool-down not over."""
     error: str | None = None
     """The class name of the error that tripped it."""
     opened_at: datetime | None = None
@@ -139,24 +140,26 @@ class BreakerState:
         return self.open and self.until is not None and self.until > now
 
     @classmethod
-    def from_document(cls, document: object, load: Any = None) -> BreakerState:
-        """The state a stored ``breaker`` field holds; closed if it holds none.
+    def from_document(cls, document: object, now: Now) -> BreakerState:
+        """The state a stored ``breaker`` field holds at *now*; closed if it holds none.
 
-        *load* turns stored instants into true ones (see :mod:`sessionlib.storedtime`).
+        :attr:`open` is judged at *now*: a breaker whose cool-down has ended
+        reads closed, as the CLI and the exporter show it.
         """
         if not isinstance(document, Mapping):
             return CLOSED
 
         def when(name: str) -> datetime | None:
             value = _instant(document.get(name))
-            return load(value) if value is not None and load is not None else value
+            return None if value is None else now.load(value)
 
         error = document.get("error")
+        until = when("until")
         return cls(
-            open=document.get("open") is True,
+            open=document.get("open") is True and until is not None and until > now.earliest,
             error=error if isinstance(error, str) else None,
             opened_at=when("opened_at"),
-            until=when("until"),
+            until=until,
             sessions=_whole(document.get("sessions")) or 0,
             share=_share(document.get("share")) or 0.0,
             trips=_whole(document.get("trips")) or 0,

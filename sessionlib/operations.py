@@ -147,29 +147,29 @@ class MongoOperations(MongoConnectInterface):
     @timeout
     async def find(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         """Return all matching documents as a list (``Collection.find``)."""
-        assert self._stats_sessions is not None  # bound by connect()
-        return await self._stats_sessions.find(*args, **kwargs).to_list(None)
+        assert self.stats_sessions is not None  # bound by connect()
+        return await self.stats_sessions.find(*args, **kwargs).to_list(None)
 
     @timeout
     async def aggregate(
         self, /, pipeline: list[dict[str, Any]], **kwargs: Any
     ) -> list[dict[str, Any]]:
         """Run an aggregation pipeline and return its results as a list."""
-        assert self._stats_sessions is not None  # bound by connect()
-        cursor = await driver.resolve(self._stats_sessions.aggregate(pipeline, **kwargs))
+        assert self.stats_sessions is not None  # bound by connect()
+        cursor = await driver.resolve(self.stats_sessions.aggregate(pipeline, **kwargs))
         documents: list[dict[str, Any]] = await cursor.to_list(None)
         return documents
 
     @timeout
     async def count_stats(self, *args: Any, **kwargs: Any) -> int:
         """Count documents on the statistics read preference."""
-        assert self._stats_sessions is not None  # bound by connect()
-        count: int = await self._stats_sessions.count_documents(*args, **kwargs)
+        assert self.stats_sessions is not None  # bound by connect()
+        count: int = await self.stats_sessions.count_documents(*args, **kwargs)
         return count
 
     @timeout
     async def find_one(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         """Return one matching document, or ``None`` (``Collection.find_one``)."""
-        assert self._stats_sessions is not None  # bound by connect()
-        document: dict[str, Any] | None = await self._stats_sessions.find_one(*args, **kwargs)
+        assert self.stats_sessions is not None  # bound by connect()
+        document: dict[str, Any] | None = await self.stats_sessions.find_one(*args, **kwargs)
         return document

@@ -10,12 +10,13 @@ with a validated copy.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .breaker import CircuitBreaker
 from .budgets import Budget, check_budgets
@@ -38,7 +39,11 @@ __all__ = [
     "DEFAULT_MAX_ALLOWED_RECONNECT",
     "DEFAULT_NEXT_USE_DELAY",
     "DEFAULT_TIMEOUT",
+    "ConnectionSettings",
     "PoolOptions",
+    "PoolSettings",
+    "StoreSettings",
+    "check_settings",
 ]
 
 DEFAULT_TIMEOUT = 10.0
@@ -57,6 +62,61 @@ DEFAULT_BLOCK_TIME = timedelta(days=1)
 """Default period of ``session_block`` (a long ban)."""
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class ConnectionSettings(TypedDict, total=False):
+    """The settings of a connection, shared by every pool on it (see ``MongoSessions``)."""
+
+    timeout: float
+    max_allowed_reconnect: int
+    write_concern: WriteConcern | None
+    read_preference: _ServerMode | None
+    stats_read_preference: _ServerMode | None
+    app_name: str
+    client_options: Mapping[str, Any] | None
+    clock_sync_interval: float
+    clock_skew_warning: float
+
+
+class PoolSettings(TypedDict, total=False):
+    """The settings of one pool beyond its connection's (see ``MongoSessions``).
+
+    ``SessionStore.pool(db, collection, **settings)`` and the store's pool
+    defaults take these keywords, so a misspelt one fails ``mypy --strict``;
+    at run time the store refuses an unknown one with ``ConfigurationError``.
+    """
+
+    next_use_delay: float
+    lock_time: timedelta
+    block_time: timedelta
+    default_filter: Mapping[str, Any] | None
+    projection: Mapping[str, Any] | None
+    fenced: bool
+    escalation: EscalationPolicy | None
+    clock: Callable[[], datetime] | None
+    sleep: Sleep
+    legacy_timezone: str | None
+    budgets: Sequence[Budget] | None
+    breaker: CircuitBreaker | None
+    metrics: PoolMetrics | None
+
+
+class StoreSettings(ConnectionSettings, PoolSettings, total=False):
+    """What ``SessionStore.connect`` takes: the connection's settings and the pools' defaults."""
+
+
+def check_settings(settings: Mapping[str, object], allowed: Any) -> None:
+    """Refuse a setting that *allowed* (a ``TypedDict`` class) does not name.
+
+    Raises:
+        ConfigurationError: one is unknown; the message names the closest known one.
+    """
+    names = sorted(allowed.__required_keys__ | allowed.__optional_keys__)
+    for name in settings:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"unknown setting {name!r}{hint}")
 
 
 def _seconds(name: str, value: object, *, low: float, high: float, zero: bool = False) -> float:

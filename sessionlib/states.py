@@ -13,12 +13,12 @@ Every document of a pool is in exactly one state at an instant ``now``
 
 The rule that an unknown ``lock_kind`` counts as ``locked`` keeps documents
 written by the seed library (which has no kinds) and by other programs
-countable. The same states are expressed three ways here, and a property test
-holds them equal:
-
-* :func:`state_filter`: a query filter, for listings;
-* :func:`state_expression`: an aggregation expression, for statistics;
-* :func:`state_of`: a Python function, for one document.
+countable. The states are defined once, as aggregation expressions
+(:func:`free_expression`, :func:`inactive_expression`,
+:func:`state_expression`); queries use them through ``$expr``
+(:func:`unlocked_filter`, :func:`state_filter`), so a filter never reads a
+document otherwise than the statistics do. :func:`state_of` is the same rule
+in Python, for one document, and a property test holds it equal.
 
 Statistics, the CLI, the exporter and auto-release all read them from here.
 Instants passed in are in the pool's stored representation (see
@@ -43,12 +43,13 @@ __all__ = [
     "LockKind",
     "State",
     "combine",
+    "free_expression",
     "inactive_expression",
     "is_date_expression",
     "is_document_expression",
+    "locked_expression",
     "locked_filter",
     "number_or_zero",
-    "ready_filter",
     "state_expression",
     "state_filter",
     "state_of",
@@ -122,46 +123,23 @@ def combine(*filters: Mapping[str, Any]) -> Filter:
 
 
 def unlocked_filter(fields: Fields, instant: datetime) -> Filter:
-    """Sessions not locked at *instant*: ``next_use`` null, missing or earlier."""
-    return {"$or": [{fields.next_use: None}, {fields.next_use: {"$lt": instant}}]}
+    """Sessions not locked at *instant*: ``next_use`` null, missing, or a date before it.
+
+    An expression, the statistics' own (:func:`free_expression`): a query
+    would walk into an array (``next_use: [None]`` matches ``null``), and
+    hand out a session the statistics count ``other``.
+    """
+    return {"$expr": free_expression(fields, instant)}
 
 
 def locked_filter(fields: Fields, instant: datetime) -> Filter:
-    """Sessions locked at *instant*: ``next_use`` is *instant* or later."""
-    return {fields.next_use: {"$gte": instant}}
-
-
-def ready_filter(fields: Fields, instant: datetime) -> Filter:
-    """Sessions whose order key says they may be handed out at *instant*: up to it.
-
-    The hand-out walks the order key (``ready_at``) in ascending order, so
-    this range is where it looks. Documents without the key (written by the
-    seed library) are in it; see :mod:`sessionlib.indexes`.
-    """
-    return {fields.ready_at: {"$not": {"$gt": instant}}}
-
-
-_ACTIVE = {"$ne": False}
+    """Sessions locked at *instant*: ``next_use`` is a date, *instant* or later."""
+    return {"$expr": locked_expression(fields, instant)}
 
 
 def state_filter(fields: Fields, state: State | str, instant: datetime) -> Filter:
-    """A query filter selecting the sessions in *state* at *instant*."""
-    state = State(state)
-    if state is State.INACTIVE:
-        return {fields.active: False}
-    active = {fields.active: _ACTIVE}
-    if state is State.AVAILABLE:
-        return combine(active, unlocked_filter(fields, instant))
-    if state is State.OTHER:
-        return combine(
-            active,
-            {fields.next_use: {"$exists": True, "$ne": None, "$not": {"$type": "date"}}},
-        )
-    locked = combine(active, locked_filter(fields, instant))
-    if state is State.LOCKED:  # seed-written and unknown kinds count here
-        others = [kind.value for kind in LOCK_KINDS if kind is not LockKind.LOCKED]
-        return combine(locked, {fields.lock_kind: {"$nin": others}})
-    return combine(locked, {fields.lock_kind: state.value})
+    """A query filter selecting the sessions in *state* at *instant*: :func:`state_expression`'s."""
+    return {"$expr": {"$eq": [state_expression(fields, instant), State(state).value]}}
 
 
 def is_date_expression(path: str) -> dict[str, Any]:
@@ -210,7 +188,12 @@ def inactive_expression(fields: Fields) -> dict[str, Any]:
     return {"$or": [{"$eq": [active, False]}, {"$in": [False, listed]}]}
 
 
-def _free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
+def free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
+    """An aggregation expression: not locked at *instant* (``next_use`` null, missing, or before).
+
+    The one definition of "not locked": the hand-out's filter, ``count_active``
+    and the statistics all use it.
+    """
     next_use = f"${fields.next_use}"
     return {
         "$or": [
@@ -220,27 +203,48 @@ def _free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
     }
 
 
-def available_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
-    """An aggregation expression: the session is available at *instant* (to any scope)."""
-    return {"$and": [{"$not": inactive_expression(fields)}, _free_expression(fields, instant)]}
+def locked_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
+    """An aggregation expression: locked at *instant* (``next_use`` a date, *instant* or later)."""
+    next_use = f"${fields.next_use}"
+    return {"$and": [is_date_expression(next_use), {"$gte": [next_use, instant]}]}
+
+
+def available_expression(
+    fields: Fields, instant: datetime, *, held: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """An aggregation expression: the session is available at *instant*.
+
+    Active (as the default filter reads it), not locked, and not *held* (an
+    expression: locked for the scope asked for, or its budget spent).
+    """
+    parts = [{"$not": inactive_expression(fields)}, free_expression(fields, instant)]
+    if held is not None:
+        parts.append({"$not": held})
+    return {"$and": parts}
 
 
 def state_expression(
-    fields: Fields, instant: datetime, *, scope_locked: dict[str, Any] | None = None
+    fields: Fields,
+    instant: datetime,
+    *,
+    scope_locked: dict[str, Any] | None = None,
+    budget_spent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An aggregation expression giving each document's :class:`State` name at *instant*.
 
     With *scope_locked* (an expression: locked for a scope), a session that
-    scope cannot have counts as ``locked`` even when free for everyone else.
+    scope cannot have counts as ``locked`` even when free for everyone else;
+    with *budget_spent* (the pool's budgets admit no further hand-out), as
+    ``budget``: the hand-out would not take either.
     """
     next_use = f"${fields.next_use}"
     kind = f"${fields.lock_kind}"
-    free = _free_expression(fields, instant)
-    scoped = (
-        [{"case": {"$and": [free, scope_locked]}, "then": State.LOCKED.value}]
-        if scope_locked is not None
-        else []
-    )
+    free = free_expression(fields, instant)
+    scoped = [
+        {"case": {"$and": [free, condition]}, "then": state.value}
+        for condition, state in ((scope_locked, State.LOCKED), (budget_spent, State.BUDGET))
+        if condition is not None
+    ]
     return {
         "$switch": {
             "branches": [

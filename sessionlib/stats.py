@@ -30,13 +30,12 @@ from typing import Any, Protocol
 from bson import Decimal128, MinKey
 
 from .metadata import CLOSED, METADATA_COLLECTION, BreakerState, Target
-from .scopes import scope_statistics_pipeline
+from .now import Now
 from .states import (
     LOCK_KINDS,
     Fields,
     LockKind,
     State,
-    available_expression,
     is_date_expression,
     number_or_zero,
     state_expression,
@@ -100,18 +99,22 @@ def grouped_pipeline(
     *,
     match: Filter | None = None,
     scope_locked: dict[str, Any] | None = None,
+    budget_spent: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The statistics of a pool with the default filter, judged at *instant* (stored).
 
     One output row per state present: ``_id`` (the state), ``n``, ``uses``,
     ``successes``, ``next_unlock`` and ``oldest_lock``. With *scope_locked*,
-    as a hand-out with that scope sees the pool (not from the index alone).
+    as a hand-out with that scope sees the pool; with *budget_spent*, a free
+    session whose budgets admit no hand-out counts as ``budget`` (see
+    :func:`~sessionlib.states.state_expression`).
     """
     stages: list[dict[str, Any]] = [{"$match": match}] if match is not None else []
+    state = state_expression(fields, instant, scope_locked=scope_locked, budget_spent=budget_spent)
     stages.append(
         {
             "$group": {
-                "_id": state_expression(fields, instant, scope_locked=scope_locked),
+                "_id": state,
                 "n": {"$sum": 1},
                 "uses": {"$sum": number_or_zero(f"${fields.count_use}")},
                 "successes": {"$sum": number_or_zero(f"${fields.count_success}")},
@@ -137,26 +140,24 @@ def _expired_lock(fields: StatisticsFields, instant: datetime) -> dict[str, Any]
 
 
 def union_pipeline(
-    fields: StatisticsFields,
-    instant: datetime,
+    base: Sequence[dict[str, Any]],
+    scopes: Sequence[dict[str, Any]],
     collections: Sequence[str],
-    *,
-    match: Filter | None = None,
 ) -> list[dict[str, Any]]:
     """The statistics of several pools of one database, scopes and metadata included.
 
-    One command, run on the first of *collections*; each row carries its
-    pool's name in :data:`POOL_FIELD`, the scope rows :data:`PART_FIELD`
-    ``"scopes"``, and each pool's metadata document (its target and breaker,
-    from :data:`~sessionlib.metadata.METADATA_COLLECTION`) ``"metadata"``.
-    A pool with no rows is empty.
+    One command, run on the first of *collections*: each pool's *base*
+    statistics pipeline and its *scopes* pipeline, and the metadata documents
+    (targets and breakers, from :data:`~sessionlib.metadata.METADATA_COLLECTION`).
+    Each row carries its pool's name in :data:`POOL_FIELD`; the scope rows
+    have :data:`PART_FIELD` ``"scopes"``, the metadata ``"metadata"``. A pool
+    with no rows is empty.
     """
-    scopes = scope_statistics_pipeline(instant, available_expression(fields, instant))
     first, *_ = collections
-    stages = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: first}}]
+    stages = [*base, {"$set": {POOL_FIELD: first}}]
     for name in collections:
         if name != first:
-            branch = [*grouped_pipeline(fields, instant, match=match), {"$set": {POOL_FIELD: name}}]
+            branch = [*base, {"$set": {POOL_FIELD: name}}]
             stages.append({"$unionWith": {"coll": name, "pipeline": branch}})
         tagged = [*scopes, {"$set": {POOL_FIELD: name, PART_FIELD: SCOPES_PART}}]
         stages.append({"$unionWith": {"coll": name, "pipeline": tagged}})
@@ -276,9 +277,9 @@ class PoolStatistics:
     scopes_ended: int = 0
     """Scoped locks that have ended, which ``release_expired_scoped_locks`` would drop."""
     target: Target | None = None
-    """The pool's alert target, if one is set (read by :class:`~sessionlib.store.SessionStore`)."""
+    """The pool's alert target, if one is set."""
     breaker: BreakerState = CLOSED
-    """The state of the pool's circuit breaker (read by :class:`~sessionlib.store.SessionStore`)."""
+    """The state of the pool's circuit breaker, judged when the statistics were read."""
 
     @property
     def unavailable(self) -> int:
@@ -341,14 +342,17 @@ class PoolStatistics:
                 ended += n
         return replace(self, scopes=MappingProxyType(scopes), scopes_ended=ended)
 
-    def with_metadata(self, document: Mapping[str, Any] | None, load: Load) -> PoolStatistics:
-        """These statistics with the target and breaker of a metadata *document* (or none)."""
+    def with_metadata(self, document: Mapping[str, Any] | None, now: Now) -> PoolStatistics:
+        """These statistics with the target and breaker of a metadata *document* (or none).
+
+        The breaker is judged at *now*: open only while its cool-down runs.
+        """
         if document is None:
             return self
         return replace(
             self,
             target=Target.from_document(document.get("target")),
-            breaker=BreakerState.from_document(document.get("breaker"), load),
+            breaker=BreakerState.from_document(document.get("breaker"), now),
         )
 
     @classmethod

@@ -20,9 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
-from . import driver
+from . import driver, reading
 from .client import MongoSessions
 from .clock import ServerClock
 from .connector import Connector
@@ -30,16 +30,15 @@ from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_se
 from .exceptions import ConfigurationError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
-from .options import DEFAULT_MAX_ALLOWED_RECONNECT, DEFAULT_TIMEOUT, PoolOptions
-from .stats import (
-    METADATA_PART,
-    PART_FIELD,
-    POOL_FIELD,
-    SCOPES_PART,
-    PoolStatistics,
-    index_match,
-    union_pipeline,
+from .options import (
+    DEFAULT_MAX_ALLOWED_RECONNECT,
+    DEFAULT_TIMEOUT,
+    PoolOptions,
+    PoolSettings,
+    StoreSettings,
+    check_settings,
 )
+from .stats import PoolStatistics
 from .validation import check_database_name, check_offset
 
 if TYPE_CHECKING:
@@ -86,7 +85,7 @@ class SessionStore:
         client_options: Mapping[str, Any] | None = None,
         clock_sync_interval: float = 60.0,
         clock_skew_warning: float = 1.0,
-        **pool_defaults: Any,
+        **pool_defaults: Unpack[PoolSettings],
     ) -> None:
         connection = {
             "timeout": timeout,
@@ -100,6 +99,7 @@ class SessionStore:
             "clock_skew_warning": clock_skew_warning,
         }
         try:
+            check_settings(pool_defaults, StoreSettings)
             options = PoolOptions(
                 timeout=timeout,
                 max_allowed_reconnect=max_allowed_reconnect,
@@ -126,14 +126,22 @@ class SessionStore:
         return f"<SessionStore {redact_url(self._mongo_url)}>"
 
     @classmethod
-    async def connect(cls, mongo_url: str | None = None, **settings: Any) -> Self:
+    async def connect(
+        cls,
+        mongo_url: str | None = None,
+        *,
+        client: driver.Client | None = None,
+        **settings: Unpack[StoreSettings],
+    ) -> Self:
         """Create a store and connect it (see :meth:`open`).
 
+        *settings* are the constructor's: the connection's, then the pools' defaults.
+
         Raises:
-            ConfigurationError: an argument is invalid.
+            ConfigurationError: an argument is invalid (before any connection is made).
             ServerUnavailableError: the server did not answer.
         """
-        return await cls(mongo_url, **settings).open()
+        return await cls(mongo_url, client=client, **settings).open()
 
     async def open(self) -> Self:
         """Connect: create the client if needed, check the server answers, read its clock.
@@ -178,7 +186,7 @@ class SessionStore:
         """The connection string with its password replaced by ``***``."""
         return None if self._mongo_url is None else redact_url(self._mongo_url)
 
-    def pool(self, db: str, collection: str, **settings: Any) -> MongoSessions:
+    def pool(self, db: str, collection: str, **settings: Unpack[PoolSettings]) -> MongoSessions:
         """Return the pool *db*.*collection* on this store's connection (no I/O).
 
         *settings* are :class:`~sessionlib.client.MongoSessions` arguments
@@ -188,13 +196,17 @@ class SessionStore:
             ConfigurationError: a name or setting is invalid.
             NotConnectedError: the store is not connected.
         """
+        try:
+            check_settings(settings, PoolSettings)
+        except ConfigurationError as exc:
+            raise adapt(exc) from None
+        return self._pool(db, collection, {**self._pool_defaults, **settings})
+
+    def _pool(self, db: str, collection: str, settings: Mapping[str, Any]) -> MongoSessions:
         pool = MongoSessions(
-            db=db,
-            collection=collection,
-            client=self.client,
-            **{**self._connection, **self._pool_defaults, **settings},
+            db=db, collection=collection, client=self.client, **{**self._connection, **settings}
         )
-        pool._attach(self._connector)
+        pool.attach(self._connector)
         return pool
 
     async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -314,15 +326,11 @@ class SessionStore:
             by_database.setdefault(key.database, []).append(key.collection)
         semaphore = asyncio.Semaphore(concurrency)
         results: dict[PoolKey, PoolStatistics | SessionPoolError] = {}
-        in_process = driver.is_in_process(self.client)  # mongomock has no $unionWith
         for database, collections in by_database.items():
             rounds = -(-len(collections) // concurrency)
             limit = time_limit or self._options.timeout * max(1, rounds)
             try:
-                if in_process:
-                    found = await self._one_by_one(database, collections, offset, semaphore)
-                else:
-                    found = await self._database_statistics(database, collections, shift, limit)
+                found = await self._database_statistics(database, collections, shift, limit)
             except SessionPoolError as exc:
                 if database not in self._union_failures:
                     self._union_failures.add(database)
@@ -341,60 +349,21 @@ class SessionStore:
     async def _database_statistics(
         self, database: str, collections: list[str], shift: timedelta, limit: float
     ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
-        prototype = self.pool(database, collections[0])
-        await prototype._sync_clock()
-        instant = prototype._store(prototype.clock() + shift)
-        pipeline = union_pipeline(prototype, instant, collections, match=index_match(prototype))
-        collection = prototype._stats_sessions
-        assert collection is not None
-
-        async def run() -> list[dict[str, Any]]:
-            cursor = await driver.resolve(collection.aggregate(pipeline))
-            rows: list[dict[str, Any]] = await cursor.to_list(None)
-            return rows
-
-        rows = await driver.run("aggregate", run, time_limit=limit, max_reconnect=0, retry=True)
-        by_pool: dict[str, list[dict[str, Any]]] = {name: [] for name in collections}
-        scopes: dict[str, list[dict[str, Any]]] = {name: [] for name in collections}
-        metadata: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            name = row.get(POOL_FIELD)
-            if not isinstance(name, str) or name not in by_pool:
-                continue
-            part = row.get(PART_FIELD)
-            if part == METADATA_PART:
-                metadata[name] = row
-            else:
-                (scopes if part == SCOPES_PART else by_pool)[name].append(row)
-        load = prototype.options.stored_time.load
-        return {
-            PoolKey(database, name): PoolStatistics.from_groups(pool_rows, load)
-            .with_scopes(scopes[name])
-            .with_metadata(metadata.get(name), load)
-            for name, pool_rows in by_pool.items()
-        }
+        """The statistics of *collections* of *database* by :func:`reading.statistics_of`."""
+        # One command that may take as long as the pools one by one, and is not repeated.
+        once = {"timeout": limit, "max_allowed_reconnect": 0}
+        core = self._pool(database, collections[0], {**self._pool_defaults, **once}).core
+        now = (await core.now()).shifted(shift)
+        found = await reading.statistics_of(core, collections, now)
+        return {PoolKey(database, name): statistics for name, statistics in found.items()}
 
     async def _one_by_one(
         self, database: str, collections: list[str], offset: float, semaphore: asyncio.Semaphore
     ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
-        metadata: dict[str, dict[str, Any]] = {}
-        try:
-            if collections:
-                meta = self.pool(database, collections[0])._metadata()
-                for document in await meta.find({"_id": {"$in": collections}}):
-                    metadata[document["_id"]] = document
-        except SessionPoolError as exc:  # the statistics go on without targets and breakers
-            log.debug("metadata of the pools of %s not read: %s", database, exc)
-
         async def one(name: str) -> PoolStatistics | SessionPoolError:
             async with semaphore:
-                pool = self.pool(database, name)
                 try:
-                    statistics = await pool.statistics(offset)
-                    load = pool.options.stored_time.load
-                    return statistics.with_scopes(await pool.scope_rows(offset)).with_metadata(
-                        metadata.get(name), load
-                    )
+                    return await self.pool(database, name).statistics(offset)
                 except SessionPoolError as exc:
                     return exc
 

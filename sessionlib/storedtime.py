@@ -10,7 +10,10 @@ one pool during a migration:
 * :meth:`StoredTime.store` turns a true instant into what the document holds;
 * :meth:`StoredTime.load` turns what the document holds into a true instant.
 
-Without a legacy zone both are the identity (on aware UTC datetimes).
+Without a legacy zone both are the identity (on aware UTC datetimes). Both
+are total over every ``datetime`` a document can hold: an instant that the
+conversion would carry past year 1 or year 9999 (``datetime.min``, .NET's
+``DateTime.MinValue``) is clamped to the calendar's end, never an error.
 ``zoneinfo`` does the conversion, so daylight-saving changes are right, except
 in the hour a zone repeats each autumn, which naive wall-clock times cannot
 tell apart (Moscow has no daylight saving).
@@ -23,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .clock import NEVER, as_utc
+from .clock import FIRST, LAST, NEVER, as_utc
 from .exceptions import ConfigurationError
 
 __all__ = ["StoredTime", "zone_of"]
@@ -74,14 +77,20 @@ class StoredTime:
         instant = as_utc(instant)
         if self.zone is None or instant >= NEVER:
             return instant
-        return instant.astimezone(self.zone).replace(tzinfo=UTC)
+        try:
+            return instant.astimezone(self.zone).replace(tzinfo=UTC)
+        except OverflowError:
+            return FIRST if instant.year == 1 else LAST
 
     def load(self, value: datetime) -> datetime:
         """Return the true instant a document's *value* stands for (aware UTC)."""
         value = as_utc(value)
         if self.zone is None or value >= NEVER:
             return value
-        return value.replace(tzinfo=self.zone).astimezone(UTC)
+        try:
+            return value.replace(tzinfo=self.zone).astimezone(UTC)
+        except OverflowError:
+            return FIRST if value.year == 1 else LAST
 
     def load_fields(self, document: MutableMapping[str, Any], names: Iterable[str]) -> None:
         """Replace the datetimes under *names* in *document* by true aware instants."""

@@ -1,11 +1,12 @@
 """The update documents of a hand-out and of every report, built without I/O.
 
 Each function returns what one ``update``/``findAndModify`` command sends, so
-the rules are tested without a server. Instants are passed in the pool's
-stored representation (see :mod:`sessionlib.storedtime`).
+the rules are tested without a server.
 
-Every write that changes whether a session can be handed out also moves its
-order key ``ready_at`` (see :mod:`sessionlib.indexes`). Counters are added
+Every write that changes whether a session can be handed out ends with the
+order key's stage (see :mod:`sessionlib.order`), so no rule here writes
+``ready_at``. Instants come from the operation's :class:`~sessionlib.now.Now`,
+read once and stored once. Counters are added
 with pipeline updates that read a counter which is not a number (written by
 another program) as 0, so one malformed document can never make hand-outs
 fail. Every report may record a reason, and appends an entry to the
@@ -20,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .budgets import BUDGETS, Budget, budget_updates
-from .clock import NEVER
 from .escalation import STRIKES, EscalationPolicy
 from .fields import MongoFields
+from .now import Now
+from .order import key_stage
 from .scopes import SCOPES, scope_field
 from .states import LockKind, is_document_expression, number_or_zero
 
@@ -44,12 +46,12 @@ __all__ = [
     "hand_out",
     "keep_budget_lock",
     "lock",
-    "order_key_changes",
     "release",
     "release_expired",
     "requeue",
     "scoped_lock",
     "success",
+    "with_key",
     "with_record",
 ]
 
@@ -114,15 +116,20 @@ def with_record(update: Pipeline, record: Record | None) -> Pipeline:
     return [*update, _history_stage(record)]
 
 
-def keep_budget_lock(fields: MongoFields, *, now: datetime, pipeline: Pipeline) -> Pipeline:
+def with_key(fields: MongoFields, update: Pipeline, now: Now) -> Pipeline:
+    """*update*, then the order key's stage: the one writer of ``ready_at``."""
+    return [*update, key_stage(fields, now.written)]
+
+
+def keep_budget_lock(fields: MongoFields, *, now: Now, pipeline: Pipeline) -> Pipeline:
     """*pipeline*, except that a budget lock ending later than its new hold stays.
 
     The first stage that sets ``next_use`` (and ``lock_kind``, and maybe
-    ``locked_at`` and ``ready_at``) is rewritten to read the session's lock
-    as it was: if it is a ``budget`` lock still running at *now* and ending
-    after the new ``next_use``, the budget lock is kept. The hand-out's
-    filter counts the budget's uses in any case; keeping the lock keeps the
-    state the statistics show true to it.
+    ``locked_at``) is rewritten to read the session's lock as it was: if it
+    is a ``budget`` lock still running now and ending after the new
+    ``next_use``, the budget lock is kept. The hand-out's filter counts the
+    budget's uses in any case; keeping the lock keeps the state the
+    statistics show true to it.
     """
     stages = list(pipeline)
     for index, stage in enumerate(stages):
@@ -132,7 +139,7 @@ def keep_budget_lock(fields: MongoFields, *, now: datetime, pipeline: Pipeline) 
         running = {
             "$and": [
                 {"$eq": [f"${fields.lock_kind}", LockKind.BUDGET.value]},
-                {"$gt": [f"${fields.next_use}", _literal(now)]},
+                {"$gt": [f"${fields.next_use}", _literal(now.at)]},
             ]
         }
         end = {"$cond": [running, f"${fields.next_use}", None]}
@@ -147,57 +154,53 @@ def keep_budget_lock(fields: MongoFields, *, now: datetime, pipeline: Pipeline) 
             rewritten[fields.locked_at] = {
                 "$cond": [kept, f"${fields.locked_at}", changes[fields.locked_at]]
             }
-        if fields.ready_at in changes:
-            rewritten[fields.ready_at] = {"$max": [changes[fields.ready_at], end]}
         stages[index] = {"$set": rewritten}
         break
     return stages
 
 
-def _hold(fields: MongoFields, kind: LockKind, now: datetime, until: Any) -> dict[str, Any]:
+def _hold(fields: MongoFields, kind: LockKind, now: Now, until: Any) -> dict[str, Any]:
     return {
         fields.next_use: until,
-        fields.ready_at: until,
         fields.lock_kind: _literal(kind.value),
-        fields.locked_at: _literal(now),
+        fields.locked_at: _literal(now.written),
     }
 
 
 def hand_out(
     fields: MongoFields,
     *,
-    now: datetime,
-    until: datetime,
+    now: Now,
+    hold: timedelta,
     count_use: int,
     token: str,
     budgets: Sequence[Budget] = (),
     scope: str | None = None,
-    store: Any = None,
 ) -> Pipeline:
-    """The hand-out: held until *until* (or its budget), used now, counted, fenced.
+    """The hand-out: held for *hold* (or its budget), used now, counted, fenced.
 
     With *budgets*, the ones that apply to *scope* record this use; a spent
     pool-wide budget holds the session (lock kind ``budget``) until its
     oldest use leaves the window, a spent scoped one locks its scope.
     """
+    until = now.until(hold)
     count = f"${fields.count_use}"
     counters = {
-        fields.last_use: _literal(now),
+        fields.last_use: _literal(now.written),
         LEASE: _literal(token),
         fields.count_use: {"$add": [number_or_zero(count), count_use]},
         FENCE: {"$add": [number_or_zero(f"${FENCE}"), 1]},
     }
-    entries, spent, scoped = budget_updates(
-        budgets, scope=scope, now=now, weight=count_use, store=store
-    )
+    entries, spent, scoped = budget_updates(budgets, scope=scope, now=now, weight=count_use)
     if not entries:
-        return [{"$set": {**counters, **_hold(fields, LockKind.IN_USE, now, _literal(until))}}]
+        update = [{"$set": {**counters, **_hold(fields, LockKind.IN_USE, now, _literal(until))}}]
+        return with_key(fields, update, now)
     held: Any = _literal(until)
     kind: Any = LockKind.IN_USE.value
     if spent is not None:
         held = {"$max": [_literal(until), spent]}
         kind = {"$cond": [{"$gt": [spent, _literal(until)]}, LockKind.BUDGET.value, kind]}
-    return [
+    update = [
         as_document(BUDGETS),
         *([as_document(SCOPES)] if scoped else []),
         {"$set": entries},
@@ -207,37 +210,45 @@ def hand_out(
                 **scoped,
                 fields.next_use: held,
                 fields.lock_kind: kind,
-                fields.locked_at: _literal(now),
+                fields.locked_at: _literal(now.written),
             }
         },
-        {"$set": {fields.ready_at: f"${fields.next_use}"}},
     ]
+    return with_key(fields, update, now)
 
 
 def success(
     fields: MongoFields,
     *,
-    now: datetime,
-    until: datetime,
+    now: Now,
+    hold: timedelta,
     count_success: int,
     escalation: EscalationPolicy | None,
 ) -> Pipeline:
-    """A success: counted, held until *until*; with escalation, strikes decay."""
+    """A success: counted, held for *hold*; with escalation, strikes decay."""
     counter = f"${fields.count_success}"
     changes: dict[str, Any] = {
-        **_hold(fields, LockKind.IN_USE, now, _literal(until)),
+        **_hold(fields, LockKind.IN_USE, now, _literal(now.until(hold))),
         fields.count_success: {"$add": [number_or_zero(counter), count_success]},
     }
     if escalation is not None:
         changes[STRIKES] = escalation.decay_expression()
-    return keep_budget_lock(fields, now=now, pipeline=[{"$set": changes}])
+    update = keep_budget_lock(fields, now=now, pipeline=[{"$set": changes}])
+    return with_key(fields, update, now)
 
 
-def lock(fields: MongoFields, *, kind: LockKind, now: datetime, until: datetime) -> Pipeline:
-    """A lock or block of *kind* until *until* (a spent budget's longer lock stays)."""
-    return keep_budget_lock(
-        fields, now=now, pipeline=[{"$set": _hold(fields, kind, now, _literal(until))}]
-    )
+def lock(fields: MongoFields, *, kind: LockKind, now: Now, until: datetime) -> Pipeline:
+    """A lock or block of *kind* until the stored *until* (a spent budget's longer lock stays)."""
+    update = [{"$set": _hold(fields, kind, now, _literal(until))}]
+    return with_key(fields, keep_budget_lock(fields, now=now, pipeline=update), now)
+
+
+def escalated_lock(
+    fields: MongoFields, *, now: Now, policy: EscalationPolicy, block_period: timedelta
+) -> Pipeline:
+    """A lock whose period grows with the session's strikes (see :mod:`sessionlib.escalation`)."""
+    pipeline = policy.lock_pipeline(now=now, block_period=block_period, fields=fields)
+    return with_key(fields, keep_budget_lock(fields, now=now, pipeline=pipeline), now)
 
 
 def as_document(field: str) -> dict[str, Any]:
@@ -256,83 +267,84 @@ def scoped_lock(scope: str, *, until: datetime) -> Pipeline:
     return [as_document(SCOPES), {"$set": {scope_field(scope): _literal(until)}}]
 
 
-def release(fields: MongoFields, *, now: datetime) -> Pipeline:
+def release(fields: MongoFields, *, now: Now) -> Pipeline:
     """Available at once, whatever lock it had but a spent budget's; it joins the queue now.
 
     Scoped locks stay (they are cooldowns for one purpose, not holds).
     """
-    changes = {
-        fields.next_use: None,
-        fields.ready_at: _literal(now),
-        fields.lock_kind: None,
-        fields.locked_at: None,
-    }
-    return keep_budget_lock(fields, now=now, pipeline=[{"$set": changes}])
+    changes = {fields.next_use: None, fields.lock_kind: None, fields.locked_at: None}
+    update = keep_budget_lock(fields, now=now, pipeline=[{"$set": changes}])
+    return with_key(fields, update, now)
 
 
-def deactivate(fields: MongoFields) -> Pipeline:
+def deactivate(fields: MongoFields, *, now: Now) -> Pipeline:
     """Disabled for good: out of the hand-out's way for ever."""
-    return [{"$set": {fields.active: False, fields.ready_at: _literal(NEVER)}}]
+    return with_key(fields, [{"$set": {fields.active: False}}], now)
 
 
-def activate(fields: MongoFields, *, now: datetime) -> Pipeline:
+def activate(fields: MongoFields, *, now: Now) -> Pipeline:
     """Enabled again; it joins the queue now, or when a lock it still has ends."""
-    return [
-        {
-            "$set": {
-                fields.active: True,
-                fields.ready_at: {"$max": [_literal(now), f"${fields.next_use}"]},
-            }
-        }
-    ]
+    return with_key(fields, [{"$set": {fields.active: True}}], now)
 
 
 def release_expired(
-    fields: MongoFields, *, kind: LockKind, now: datetime
+    fields: MongoFields, *, kinds: Sequence[LockKind], now: Now
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The filter and update that tidy expired locks of *kind* (their order key stays)."""
+    """The filter and update that tidy expired locks of *kinds* (their order key stays).
+
+    An expired lock no longer keeps its session from being handed out, so
+    this changes no availability and leaves the key where the lock's end put it.
+    """
     return (
-        {fields.lock_kind: kind.value, fields.next_use: {"$lt": now}},
+        {
+            fields.lock_kind: {"$in": [kind.value for kind in kinds]},
+            fields.next_use: {"$lt": now.at},
+        },
         {"$set": {fields.next_use: None}, "$unset": {fields.lock_kind: "", fields.locked_at: ""}},
     )
 
 
-def requeue(fields: MongoFields, *, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def requeue(
+    fields: MongoFields, *, available: dict[str, Any], now: Now
+) -> tuple[dict[str, Any], Pipeline]:
     """The filter and update that put back in the queue sessions changed by hand.
 
-    Such a session has no lock (``next_use`` cleared or past) and is active,
-    but its order key still says later (it was deactivated or locked when
-    someone edited it).
+    Such a session is *available* (the hand-out's own filter) but its order
+    key still says later: it was deactivated or locked when someone edited
+    it. The hand-out takes it anyway, after every session keyed earlier; this
+    puts it where the key's rule says.
     """
-    return (
-        {
-            fields.active: {"$ne": False},
-            fields.ready_at: {"$gt": now},  # the hand-out waits for keys up to now
-            "$or": [{fields.next_use: None}, {fields.next_use: {"$lt": now}}],
-        },
-        {"$set": {fields.ready_at: now}},
-    )
+    query = {"$and": [available, {fields.ready_at: {"$gt": now.at}}]}
+    return query, [key_stage(fields, now.written)]
 
 
-def order_key_changes(
+def set_payload(
     fields: MongoFields,
     to_set: Mapping[str, Any],
-    to_unset: Mapping[str, Any],
+    to_unset: Sequence[str],
     *,
-    now: datetime,
-) -> dict[str, Any]:
-    """What ``session_update`` must also set when it changes ``next_use`` or ``active``.
+    now: Now,
+) -> dict[str, Any] | Pipeline:
+    """The update of ``session_update``: *to_set* set, *to_unset* removed.
 
-    A payload that writes those fields by name keeps the order key true; one
-    that writes the key itself is left alone.
+    A classic update, which keeps MongoDB's meaning of dotted paths; unless it
+    writes ``active``, ``next_use`` or ``ready_at`` by name, which can change
+    availability: then a pipeline update of literals, ending with the order
+    key's stage (a payload that writes ``ready_at`` itself keeps its value).
     """
+    names = {fields.active, fields.next_use, fields.ready_at}
+    if not names & (set(to_set) | set(to_unset)):
+        update: dict[str, Any] = {}
+        if to_set:
+            update["$set"] = dict(to_set)
+        if to_unset:
+            update["$unset"] = dict.fromkeys(to_unset, "")
+        return update
+    pipeline: Pipeline = []
+    if to_set:
+        pipeline.append({"$set": {name: _literal(value) for name, value in to_set.items()}})
+    if to_unset:
+        pipeline.append({"$unset": list(to_unset)})
     if fields.ready_at in to_set or fields.ready_at in to_unset:
-        return {}
-    if to_set.get(fields.active, True) is False:
-        return {fields.ready_at: NEVER}
-    if fields.next_use in to_set:
-        value = to_set[fields.next_use]
-        return {fields.ready_at: value if isinstance(value, datetime) else now}
-    if fields.next_use in to_unset or fields.active in to_set:
-        return {fields.ready_at: now}
-    return {}
+        return pipeline
+    return with_key(fields, pipeline, now)

@@ -67,8 +67,7 @@ def _query(pool: MongoSessions, state: str | None, reason: str | None = None) ->
     """The filter of sessions in *state* whose last reason is *reason* (each if given)."""
     query: dict[str, Any] = {}
     if state is not None:
-        now = pool.options.stored_time.store(pool.clock())
-        query = state_filter(pool, State(state), now)
+        query = state_filter(pool, State(state), pool.core.read_now().at)
     if reason is not None:
         query = {"$and": [query, {REASON: reason}]} if query else {REASON: reason}
     return query
@@ -85,10 +84,11 @@ async def cmd_list(store: SessionStore, args: Any, out: Output) -> None:
     documents = await pool.find(
         filter=_query(pool, args.state, args.reason), sort=[("_id", 1)], limit=args.limit
     )
+    core = pool.core
     now = pool.clock()
     rows = []
     for raw in documents:
-        doc = pool._normalize(raw)
+        doc = core.load(raw)
         rows.append(
             {
                 "_id": doc["_id"],

@@ -118,7 +118,7 @@ async def _claim(
     pool: MongoSessions, document: dict[str, Any], state: str
 ) -> dict[str, Any] | None:
     """Lease *document* without changing its state; ``None`` if it left *state* meanwhile."""
-    now = pool._store(pool.clock())
+    now = (await pool.core.now()).at
     query = {"$and": [{"_id": document["_id"]}, state_filter(pool, State(state), now)]}
     update = [
         {"$set": {LEASE: secrets.token_hex(12), FENCE: {"$add": [number_or_zero(f"${FENCE}"), 1]}}}
@@ -137,14 +137,15 @@ async def _one(
     apply: bool,
     check_timeout: float,
 ) -> Outcome:
-    state = state_of(pool._normalize(dict(document)), pool.clock(), pool).value
+    core = pool.core
+    state = state_of(core.load(dict(document)), pool.clock(), pool).value
     session_id = document["_id"]
     if apply:
         claimed = await _claim(pool, document, state)
         if claimed is None:
             return Outcome(session_id, state, "changed", None, "its state changed meanwhile")
         document = claimed
-    verdict, detail = await _verdict(check, pool._normalize(dict(document)), check_timeout)
+    verdict, detail = await _verdict(check, core.load(dict(document)), check_timeout)
     if verdict != "passed":
         return Outcome(session_id, state, verdict, None, detail)
     if apply:
@@ -173,7 +174,7 @@ async def revive(
         DatabaseError: the server failed (outcomes so far are lost; what was
             written stays written, each session's change being one command).
     """
-    now = pool._store(pool.clock())
+    now = (await pool.core.now()).at
     query = {"$or": [state_filter(pool, State(state), now) for state in states]}
     documents = await pool.find(filter=query, sort=[("_id", 1)], limit=limit)
     bar = Progress(len(documents), sys.stderr, label="checking", enabled=progress)

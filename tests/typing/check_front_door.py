@@ -99,6 +99,14 @@ def typos_and_wrong_types() -> None:
     MongoSessions(MONGO_URL, db="a", collection="b", lock_time=60)  # type: ignore[arg-type]
 
 
+async def typos_at_the_store_door(store: SessionStore) -> None:
+    await SessionStore.connect("mongodb://x", timout=5)  # type: ignore[call-arg]
+    await SessionStore.connect("mongodb://x", next_use_delay="3")  # type: ignore[arg-type]
+    SessionStore("mongodb://x", legacy_timezon="Europe/Moscow")  # type: ignore[call-arg]
+    store.pool("pools", "telegram", next_use_dealy=5)  # type: ignore[call-arg]
+    store.pool("pools", "telegram", timeout=5)  # type: ignore[call-arg]
+
+
 async def wrong_calls(pool: MongoSessions) -> None:
     await pool.get_session(count_use="1")  # type: ignore[arg-type]
     await pool.session_lock({"_id": 1}, period=10)  # type: ignore[arg-type]

@@ -1,0 +1,175 @@
+"""Reading a pool: counts, listings, history, and statistics for one pool or many.
+
+Statistics have one path (:func:`statistics_of`), whether one pool asks for
+its own or a :class:`~sessionlib.store.SessionStore` for a database's pools:
+each pool's base pipeline (the states, grouped; or, for a pool whose hooks
+replace the states, the seed's filters in a ``$facet``), its scope figures,
+and its metadata (target and breaker), judged at one :class:`~sessionlib.now.Now`.
+On a real server that is one ``$unionWith`` command; in process (mongomock has
+no ``$unionWith``) the same pipelines run one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING
+
+from . import updates
+from .budgets import room_expression
+from .core import PoolCore
+from .driver import is_in_process
+from .metadata import METADATA_COLLECTION
+from .now import Now
+from .scopes import scope_free_filter, scope_locked_expression, scope_statistics_pipeline
+from .states import available_expression, combine
+from .stats import (
+    METADATA_PART,
+    PART_FIELD,
+    POOL_FIELD,
+    SCOPES_PART,
+    PoolStatistics,
+    facet_pipeline,
+    grouped_pipeline,
+    index_match,
+    metadata_pipeline,
+    union_pipeline,
+)
+
+__all__ = [
+    "count_active",
+    "get_sessions",
+    "history",
+    "next_available_at",
+    "scope_rows",
+    "statistics_of",
+]
+
+Rows = list[dict[str, Any]]
+Build = Callable[[Sequence[Mapping[str, Any]], Callable[[datetime], datetime]], PoolStatistics]
+
+
+async def count_active(core: PoolCore, offset: float) -> int:
+    """The number of sessions the hand-out may take at now + *offset* seconds."""
+    now = (await core.now()).shifted(offset)
+    return await core.connection.count_stats(core.not_locked(now))
+
+
+async def get_sessions(core: PoolCore) -> list[dict[str, Any]]:
+    """Every session matching the default filter, with the projection."""
+    connection = core.connection
+    documents = await connection.find(
+        filter=connection.default_filter, projection=connection.projection
+    )
+    return [core.load(document) for document in documents]
+
+
+async def next_available_at(core: PoolCore) -> datetime | None:
+    """When the earliest locked session becomes available, or ``None``."""
+    now = await core.now()
+    next_use = core.connection.next_use
+    document = await core.connection.find_one(
+        core.locked(now), projection={next_use: 1}, sort=[(next_use, ASCENDING)]
+    )
+    value = None if document is None else document.get(next_use)
+    return now.load(value) if isinstance(value, datetime) else None
+
+
+async def history(core: PoolCore, session: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The session's last reason and history (oldest first), or ``None`` if absent."""
+    document = await core.connection.find_one(
+        core.one(session), projection={updates.REASON: 1, updates.HISTORY: 1}
+    )
+    if document is None:
+        return None
+    entries = document.get(updates.HISTORY)
+    kept = (
+        [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
+    )
+    for entry in kept:
+        core.time.load_fields(entry, ("at",))
+    return {"_id": document["_id"], "reason": document.get(updates.REASON), "history": kept}
+
+
+def _scopes(core: PoolCore, now: Now) -> Rows:
+    """The scope figures' pipeline at *now*."""
+    return scope_statistics_pipeline(now.at, available_expression(core.connection, now.at))
+
+
+async def scope_rows(core: PoolCore, now: Now) -> Rows:
+    """The rows of :func:`~sessionlib.scopes.scope_statistics_pipeline` for the pool at *now*."""
+    return await core.connection.aggregate(_scopes(core, now))
+
+
+def _plan(core: PoolCore, now: Now, scope: str | None) -> tuple[Rows, Build]:
+    """The base statistics pipeline of the pool's kind, and how its rows become statistics."""
+    fields, at = core.connection, now.at
+    if core.order_key:
+        scoped = scope_locked_expression(scope, at) if scope is not None else None
+        room = room_expression(core.options.budgets, scope=scope, now=now)
+        spent = None if room is None else {"$not": room}
+        in_process = is_in_process(fields.client)
+        match = None if in_process or scope is not None else index_match(fields)
+        pipeline = grouped_pipeline(
+            fields, at, match=match, scope_locked=scoped, budget_spent=spent
+        )
+        return pipeline, PoolStatistics.from_groups
+    available = core.not_locked(now)
+    if scope is not None:
+        available = combine(available, scope_free_filter(scope, at))
+    pipeline = facet_pipeline(
+        fields, available=available, locked=core.locked(now), inactive={fields.active: False}
+    )
+    return pipeline, PoolStatistics.from_facets
+
+
+async def _rows_in_process(
+    core: PoolCore, base: Rows, scopes: Rows, collections: Sequence[str]
+) -> Rows:
+    """:func:`union_pipeline`'s rows, one command per pipeline (no ``$unionWith`` in process)."""
+    database = core.connection.db_name
+    rows: Rows = []
+    for name in collections:
+        pool = core.connection.bound_to(database, name)
+        rows += [{**row, POOL_FIELD: name} for row in await pool.aggregate(base)]
+        tag = {POOL_FIELD: name, PART_FIELD: SCOPES_PART}
+        rows += [{**row, **tag} for row in await pool.aggregate(scopes)]
+    metadata = core.connection.bound_to(database, METADATA_COLLECTION)
+    return rows + await metadata.aggregate(metadata_pipeline(collections))
+
+
+async def statistics_of(
+    core: PoolCore, collections: Sequence[str], now: Now, *, scope: str | None = None
+) -> dict[str, PoolStatistics]:
+    """The statistics of *collections* (pools of the core's database) at *now*.
+
+    *core* is bound to the first of them; every pool is read with its settings.
+
+    Raises:
+        DatabaseError: the server failed.
+    """
+    base, build = _plan(core, now, scope)
+    scopes = _scopes(core, now)
+    if is_in_process(core.connection.client):
+        rows = await _rows_in_process(core, base, scopes, collections)
+    else:
+        rows = await core.connection.aggregate(union_pipeline(base, scopes, collections))
+    parts: dict[str, tuple[Rows, Rows]] = {name: ([], []) for name in collections}
+    metadata: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        name = row.get(POOL_FIELD)
+        if not isinstance(name, str) or name not in parts:
+            continue
+        part = row.get(PART_FIELD)
+        if part == METADATA_PART:
+            metadata[name] = row
+        else:
+            parts[name][1 if part == SCOPES_PART else 0].append(row)
+    return {
+        name: build(pool_rows, now.load)
+        .with_scopes(scope_rows)
+        .with_metadata(metadata.get(name), now)
+        for name, (pool_rows, scope_rows) in parts.items()
+    }
