@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .backends import open_backend
 from .handout import clock_cost, stepped_over_figures
-from .pool import against_seed, overhead, round_trips, scaling
+from .pool import against_seed, contention, overhead, round_trips, scaling
 from .report import Report
 from .scrape import refresh_commands, refresh_cost, render_latency, scrape_latency
 
@@ -32,6 +32,7 @@ async def run(report: Report, backends: list[str], quick: bool) -> None:
             await against_seed(
                 backend, report, size=500 if quick else 10_000, repeat=3 if quick else 9
             )
+            await contention(backend, report, size=120, rounds=1 if quick else 3)
             sizes = [100, 500] if quick else [100, 1000, 10_000]
             shares = [0.0, 0.9] if quick else [0.0, 0.5, 0.9]
             await scaling(backend, report, sizes, shares, repeat=3 if quick else 9)

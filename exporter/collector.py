@@ -230,8 +230,16 @@ class SnapshotCollector(Collector):
                 "sessionpool_clock_offset_seconds",
                 "The MongoDB server's clock minus the exporter's, as last measured; sessionpool "
                 "decides on the server's clock, so this shows how far local clocks drift. "
-                f"{every}",
+                "It is right within sessionpool_clock_offset_error_seconds (the reading with "
+                f"the shortest round trip is kept). {every}",
                 value=snapshot.clock_offset,
+            )
+        if snapshot.clock_error is not None:
+            yield GaugeMetricFamily(
+                "sessionpool_clock_offset_error_seconds",
+                "How far sessionpool_clock_offset_seconds may be off: half the round trip of "
+                f"the reading it comes from, widened by the reading's age. {every}",
+                value=snapshot.clock_error,
             )
         info = InfoMetricFamily(
             "sessionpool_build",

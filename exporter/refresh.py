@@ -107,6 +107,7 @@ class Refresher:
             duration=time.monotonic() - started,
             released=self.release.totals if self.release is not None else {},
             clock_offset=self.store.clock.offset if up else None,
+            clock_error=self.store.clock.error if up else None,
         )
         self.state.snapshot = snapshot
         return snapshot

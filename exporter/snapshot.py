@@ -44,6 +44,8 @@ class Snapshot:
         released: Locks auto-released per pool and lock kind since start.
         clock_offset: The MongoDB server's clock minus the exporter's, in
             seconds, or ``None`` where it cannot be read.
+        clock_error: How far *clock_offset* may be off, in seconds (half the
+            round trip of the reading, widened by its age).
     """
 
     taken_at: float = 0.0
@@ -55,6 +57,7 @@ class Snapshot:
     errors: Mapping[PoolKey, int] = field(default_factory=_frozen)
     released: Released = field(default_factory=_frozen)
     clock_offset: float | None = None
+    clock_error: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -77,6 +80,7 @@ def refreshed(
     duration: float,
     released: Released,
     clock_offset: float | None,
+    clock_error: float | None = None,
 ) -> Snapshot:
     """Return the snapshot after a refresh: a pure function, tested without MongoDB.
 
@@ -100,6 +104,7 @@ def refreshed(
         errors=_frozen(errors),
         released=_frozen({key: n for key, n in released.items() if key[0] in known}),
         clock_offset=clock_offset,
+        clock_error=clock_error,
     )
 
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import ASCENDING
 from pymongo.results import DeleteResult, InsertOneResult, UpdateResult
 
-from . import documents, handout, maintenance, poolmeta, reading, reports
+from . import documents, handout, maintenance, poolmeta, reading, replies, reports
 from .breaker import BreakerGuard, CircuitBreaker
 from .budgets import Budget
 from .clock import Clock
@@ -53,6 +53,7 @@ from .driver import Client
 from .escalation import EscalationPolicy
 from .exceptions import ConfigurationError
 from .fields import _replace
+from .holds import LostHolds
 from .isphere import adapt
 from .lease import Lease, OnError, open_lease, wait_for_session
 from .metadata import BreakerState, Target
@@ -202,13 +203,29 @@ class MongoSessions(MongoConnectionInterface):
             raise adapt(exc) from None
         super().__init__(mongo_url, db, collection, client=client, options=options)
         self._breaker_guard = BreakerGuard(breaker) if breaker is not None else None
+        self._lost = LostHolds()
 
     # -- the core and settings --------------------------------------------------
 
     @property
     def core(self) -> PoolCore:
         """This pool's core, which the verb modules take (see :mod:`sessionlib.core`)."""
-        return PoolCore(self, self, breaker=self._breaker_guard, order_key=self._uses_order_key())
+        return PoolCore(
+            self,
+            self,
+            breaker=self._breaker_guard,
+            lost=self._lost,
+            order_key=self._uses_order_key(),
+        )
+
+    async def close(self) -> None:
+        """Give back what hand-outs with lost replies took, then close; safe to call twice.
+
+        See :mod:`sessionlib.replies`. The client is closed only if this pool created it.
+        """
+        if self.connected:
+            await replies.give_back(self.core, self._lost)
+        await super().close()
 
     @property
     def fenced(self) -> bool:

@@ -36,6 +36,7 @@ __all__ = [
     "FIRST",
     "LAST",
     "NEVER",
+    "PLAUSIBLE_OFFSET",
     "Clock",
     "ClockSample",
     "ServerClock",
@@ -61,6 +62,14 @@ FIRST = datetime.min.replace(tzinfo=UTC)
 """The earliest instant a ``datetime`` (and so a date read from BSON) can hold."""
 LAST = datetime.max.replace(tzinfo=UTC)
 """The latest instant a ``datetime`` can hold."""
+
+PLAUSIBLE_OFFSET = 86400.0
+"""Seconds the server's clock may be off this machine's before a reading is refused.
+
+Workers whose clocks are off by minutes, even hours, are what deciding on the
+server's clock is for; a server a day or more away (year 1, 9999, 1970) has a
+broken clock, and holds written from it would be meaningless.
+"""
 
 _SKEW_LOG_EVERY = 600.0  # seconds between two warnings about the same skew
 
@@ -130,6 +139,16 @@ class ClockSample:
         middle = as_utc(self.server_time).timestamp() + 0.0005 + self.round_trip / 2
         return middle - self.wall
 
+    @property
+    def error(self) -> float:
+        """How far :attr:`offset` may be off, in seconds: half the width of the interval."""
+        return (self.round_trip + 0.001) / 2
+
+    @property
+    def plausible(self) -> bool:
+        """Whether the server's clock is within :data:`PLAUSIBLE_OFFSET` of this machine's."""
+        return abs(self.offset) <= PLAUSIBLE_OFFSET
+
 
 class ServerClock:
     """The server's time, estimated from ``hello`` samples; a :data:`Clock`.
@@ -159,6 +178,7 @@ class ServerClock:
         self._monotonic = monotonic
         self._wall = wall
         self._sample: ClockSample | None = None
+        self._tried_at: float | None = None
         self._warned_at: float | None = None
 
     @property
@@ -171,12 +191,40 @@ class ServerClock:
         """The server's clock minus this process's, in seconds, or ``None`` before a sample."""
         return None if self._sample is None else self._sample.offset
 
-    def needs_sample(self) -> bool:
-        """Whether no sample was taken yet or the last is older than :attr:`refresh`."""
-        return self._sample is None or self._monotonic() - self._sample.received > self.refresh
+    @property
+    def error(self) -> float | None:
+        """How far :attr:`offset` may be off now, in seconds, or ``None`` before a sample."""
+        return None if self._sample is None else self.uncertainty() / 2
 
-    def add(self, sample: ClockSample) -> None:
-        """Use *sample* from now on; warn if this process's clock is far off the server's."""
+    def needs_sample(self) -> bool:
+        """Whether no sample was taken yet or the last try is older than :attr:`refresh`."""
+        last = self._tried_at if self._sample is not None else None
+        return last is None or self._monotonic() - last > self.refresh
+
+    def tried(self) -> None:
+        """Note that a reading is being taken, so no other is due before :attr:`refresh`."""
+        self._tried_at = self._monotonic()
+
+    def add(self, sample: ClockSample) -> bool:
+        """Keep *sample* if it bounds the server's time at least as well as the one held.
+
+        Cristian's rule: a reading is as good as its round trip is short. The
+        held sample's bound widens with its age (:data:`DRIFT`); a new one
+        replaces it only if its own bound is no wider, so a reading taken
+        during a stall (a 5 s round trip) is never trusted over a fresh one.
+        Warns if this process's clock is far off the server's.
+
+        Returns:
+            Whether *sample* is used from now on.
+        """
+        self._tried_at = self._monotonic()
+        if self._sample is not None and sample.error * 2 > self.uncertainty():
+            log.debug(
+                "kept the clock reading of ±%.3f s over one of ±%.3f s",
+                self.uncertainty() / 2,
+                sample.error,
+            )
+            return False
         self._sample = sample
         skew = sample.offset
         if abs(skew) > self.warn_above:
@@ -190,6 +238,7 @@ class ServerClock:
                     -skew,
                     self.warn_above,
                 )
+        return True
 
     def _bounds(self) -> tuple[datetime, datetime]:
         sample = self._sample

@@ -147,9 +147,12 @@ class MongoConnectInterface:
         return utcnow
 
     async def sync_clock(self) -> None:
-        """Read the server's clock again if the last reading is older than its interval."""
+        """Start reading the server's clock again if the last reading is older than its interval.
+
+        It does not wait for the reading (see :meth:`Connector.sync_clock_if_due`).
+        """
         if self._options.clock is None and self._connector is not None:
-            await self._connector.sync_clock_if_due()
+            self._connector.sync_clock_if_due()
 
     def attach(self, connector: Connector) -> None:
         """Use *connector*, opened by someone else, and bind the collection (no I/O)."""

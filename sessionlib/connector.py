@@ -10,12 +10,19 @@ with ``hello`` samples. Pools made from one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 from . import driver
-from .clock import ServerClock
-from .exceptions import ConfigurationError, NotConnectedError, SessionPoolError
+from .clock import ServerClock, as_utc
+from .exceptions import (
+    ConfigurationError,
+    NotConnectedError,
+    ServerClockError,
+    SessionPoolError,
+)
 from .isphere import adapt
 from .logger import redact_url
 
@@ -60,6 +67,7 @@ class Connector:
             refresh=options.clock_sync_interval, warn_above=options.clock_skew_warning
         )
         self.closed = False
+        self._syncing: asyncio.Task[None] | None = None
 
     @property
     def client(self) -> driver.Client:
@@ -108,6 +116,9 @@ class Connector:
         """Read the server's clock (one ``hello``); on mongomock, check it answers.
 
         Raises:
+            ServerClockError: connecting, and the server's clock is implausible
+                (more than :data:`~sessionlib.clock.PLAUSIBLE_OFFSET` off this
+                machine's); later, such a reading is ignored (and logged).
             SessionPoolError: the server failed (see :func:`sessionlib.driver.run`).
         """
         client = self.client
@@ -119,7 +130,17 @@ class Connector:
             retry=True,
             connecting=connecting,
         )
-        if sample is not None:
+        if sample is not None and not sample.plausible:
+            shown = as_utc(sample.server_time).isoformat(timespec="seconds")
+            message = (
+                f"the MongoDB server's clock reads {shown}, {sample.offset:+.0f} s from this "
+                "machine's; sessionlib decides holds on the server's clock and cannot trust "
+                "this one: set the server's clock right"
+            )
+            if connecting:
+                raise adapt(ServerClockError(message))
+            log.error("ignored a reading of the server's clock: %s", message)
+        elif sample is not None:
             self.clock.add(sample)
         elif not self.has_server_clock and connecting:
             await driver.run(
@@ -131,24 +152,36 @@ class Connector:
                 connecting=True,
             )
 
-    async def sync_clock_if_due(self) -> None:
-        """Read the server's clock again when the last reading is older than the interval.
+    def sync_clock_if_due(self) -> None:
+        """Start reading the server's clock in the background when the last try is old.
 
-        A failure is left to the operation that follows, which meets the same
-        server: the older reading stays in use, with its error bound widened
-        by the time since.
+        Never waits for it: an operation decides on the reading it has, whose
+        error bound widens with its age (see :class:`~sessionlib.clock.ServerClock`),
+        so a ``hello`` that hangs never adds its own timeout to the operation's.
+        A failure leaves the older reading in use.
         """
-        if self.has_server_clock and self.clock.needs_sample():
-            try:
-                await self.sync_clock()
-            except SessionPoolError as exc:
-                log.debug("could not read the server's clock: %s", exc)
+        if not self.has_server_clock or not self.clock.needs_sample():
+            return
+        if self._syncing is not None and not self._syncing.done():
+            return
+        self.clock.tried()
+        self._syncing = asyncio.get_running_loop().create_task(self._sync_quietly())
+
+    async def _sync_quietly(self) -> None:
+        try:
+            await self.sync_clock()
+        except SessionPoolError as exc:
+            log.debug("could not read the server's clock: %s", exc)
 
     async def close(self) -> None:
         """Close the client if this connector created it; safe to call more than once."""
         if self.closed:
             return
         self.closed = True
+        if self._syncing is not None:
+            self._syncing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._syncing
         client, self._client = self._client, (None if self.owns_client else self._client)
         if self.owns_client and client is not None:
             await driver.close_client(client)

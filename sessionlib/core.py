@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .connection import MongoConnectionInterface
+from .holds import LostHolds
 from .metadata import METADATA_COLLECTION
 from .now import Now
 from .options import PoolOptions
@@ -56,12 +57,13 @@ class PoolCore:
         connection: The pool's connection (field names, collections, operations).
         hooks: Its filter hooks and order.
         breaker: Its circuit breaker at work, if it has one.
+        lost: The hand-outs whose replies it lost (see :mod:`sessionlib.replies`).
         order_key: Whether hand-outs and statistics follow :mod:`sessionlib.states`
             and the order key (not when a subclass replaced the hooks or the
             default filter was changed: the seed's behaviour then).
     """
 
-    __slots__ = ("breaker", "connection", "hooks", "order_key")
+    __slots__ = ("breaker", "connection", "hooks", "lost", "order_key")
 
     def __init__(
         self,
@@ -69,11 +71,13 @@ class PoolCore:
         hooks: Hooks,
         *,
         breaker: BreakerGuard | None = None,
+        lost: LostHolds | None = None,
         order_key: bool = True,
     ) -> None:
         self.connection = connection
         self.hooks = hooks
         self.breaker = breaker
+        self.lost = lost
         self.order_key = order_key
 
     @property
@@ -101,9 +105,15 @@ class PoolCore:
         await self.connection.sync_clock()
         return self.read_now()
 
+    @property
+    def on_server(self) -> bool:
+        """Whether the pool decides on the server's clock (no clock passed in, a real server)."""
+        connector = self.connection.connector
+        return self.options.clock is None and connector is not None and connector.has_server_clock
+
     def read_now(self) -> Now:
         """The current now without syncing the clock (for the seed's synchronous hooks)."""
-        return Now.read(self.connection.clock, self.time)
+        return Now.read(self.connection.clock, self.time, on_server=self.on_server)
 
     def metadata(self) -> MongoConnectionInterface:
         """The pool's connection bound to its database's metadata collection (no I/O)."""

@@ -18,7 +18,9 @@ catch them all with ``except SessionPoolError``::
         ├── ServerUnavailableError                no server reachable (after reconnect attempts)
         ├── OperationTimeoutError (also TimeoutError)  the operation exceeded its timeout
         ├── DuplicateSessionError                 a document with this _id already exists
-        └── PermissionDeniedError                 authentication or authorization failed
+        ├── PermissionDeniedError                 authentication or authorization failed
+        └── ServerClockError                      the server's clock is implausible (year 1,
+                                                  9999, 1970...): holds cannot be decided on it
 
 Driver errors (``pymongo.errors.*``) are translated in exactly one place,
 :func:`sessionlib.operations.timeout`, and the original is kept as
@@ -42,6 +44,7 @@ __all__ = [
     "NotConnectedError",
     "OperationTimeoutError",
     "PermissionDeniedError",
+    "ServerClockError",
     "ServerUnavailableError",
     "SessionPoolError",
     "StaleLeaseError",
@@ -126,3 +129,13 @@ class DuplicateSessionError(DatabaseError):
 
 class PermissionDeniedError(DatabaseError):
     """The server refused the credentials or the operation (authentication/authorization)."""
+
+
+class ServerClockError(DatabaseError):
+    """The server's clock reads an instant sessionlib cannot decide holds on.
+
+    sessionlib decides every hold on the MongoDB server's clock (see
+    :mod:`sessionlib.clock`); a server whose ``localTime`` is more than
+    :data:`~sessionlib.clock.PLAUSIBLE_OFFSET` away from this machine's clock
+    is refused at ``connect()``, and its later readings are ignored.
+    """

@@ -26,9 +26,10 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from . import updates
+from . import replies, updates
 from .budgets import budget_filter
 from .core import PoolCore
+from .exceptions import OperationTimeoutError, ServerUnavailableError
 from .now import Now
 from .scopes import check_scope, scope_free_filter
 from .states import Filter, combine
@@ -72,29 +73,44 @@ def query(
 
 
 def update(
-    core: PoolCore, now: Now, *, hold: timedelta, count_use: int = 1, scope: str | None = None
+    core: PoolCore,
+    now: Now,
+    *,
+    hold: timedelta,
+    count_use: int = 1,
+    scope: str | None = None,
+    token: str | None = None,
 ) -> Pipeline:
-    """The hand-out's update at *now*, with a fresh lease token."""
+    """The hand-out's update at *now*, with *token* (default: a fresh one) as its lease."""
     return updates.hand_out(
         core.connection,
         now=now,
         hold=hold,
         count_use=count_use,
-        token=secrets.token_hex(12),
+        token=token or secrets.token_hex(12),
         budgets=core.options.budgets,
         scope=scope,
     )
 
 
-def projection(core: PoolCore, with_lease: bool) -> dict[str, Any] | None:
-    """The pool's projection, plus what a lease needs (its token, fence and hold's end)."""
+def projection(core: PoolCore, with_lease: bool) -> tuple[dict[str, Any] | None, set[str]]:
+    """What the hand-out asks the server to return, and what it then drops from the reply.
+
+    The pool's projection, plus what a lease needs (its token and fence) and
+    what the check of a late reply needs (the hold's end), dropped again
+    when the caller did not ask for them.
+    """
     chosen = core.connection.projection
-    if chosen is None or not with_lease:
-        return chosen
+    if chosen is None:
+        return None, set()
+    next_use = core.connection.next_use
+    lease = {LEASE, FENCE} if with_lease else set()
     included = any(value for key, value in chosen.items() if key != "_id")
     if included:
-        return {**chosen, LEASE: 1, FENCE: 1, core.connection.next_use: 1}
-    return {key: value for key, value in chosen.items() if key not in (LEASE, FENCE)}
+        drop = set() if with_lease else {next_use} - set(chosen)
+        return {**chosen, **dict.fromkeys(lease | {next_use}, 1)}, drop
+    kept = {key: value for key, value in chosen.items() if key not in lease | {next_use}}
+    return kept, set() if with_lease else {next_use} & set(chosen)
 
 
 async def hand_out(
@@ -107,21 +123,60 @@ async def hand_out(
 ) -> dict[str, Any] | None:
     """Take the first available session, or ``None`` (arguments already checked).
 
+    Gives back first what hand-outs with lost replies took, and never hands
+    over a session whose reply came too late (see :mod:`sessionlib.replies`).
+
     Raises:
         DatabaseError: the server failed.
     """
     started = time.perf_counter()
     now = await core.now()
+    if core.lost is not None:
+        await replies.give_back(core, core.lost)
     document: dict[str, Any] | None = None
     if core.breaker is None or await core.breaker.paused_until(core, now) is None:
-        document = await core.connection.find_one_and_update(
-            query(core, now, count_use=count_use, scope=scope, where=where),
-            update(core, now, hold=hold, count_use=count_use, scope=scope),
-            sort=core.hooks.default_sort,
-            projection=projection(core, with_lease),
-            return_document=ReturnDocument.AFTER,
-        )
+        document = await _take(core, now, count_use, hold, with_lease, scope, where)
     if core.metrics is not None:
         seconds = time.perf_counter() - started
         core.metrics.handed_out(*core.name, got=document is not None, seconds=seconds)
     return None if document is None else core.load(document)
+
+
+async def _take(
+    core: PoolCore,
+    now: Now,
+    count_use: int,
+    hold: timedelta,
+    with_lease: bool,
+    scope: str | None,
+    where: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The hand-out's one command, and what a late or lost reply calls for."""
+    token = secrets.token_hex(12)
+    shown, dropped = projection(core, with_lease)
+    late = now.on_server and hold > timedelta(0)
+    # The reply takes about a round trip after the server has taken the session:
+    # ask for that much more, so the caller still has the whole hold.
+    asked = hold + 2 * core.lost.round_trip() if late and core.lost is not None else hold
+    sent = time.monotonic()
+    try:
+        document = await core.connection.find_one_and_update(
+            query(core, now, count_use=count_use, scope=scope, where=where),
+            update(core, now, hold=asked, count_use=count_use, scope=scope, token=token),
+            sort=core.hooks.default_sort,
+            projection=shown,
+            return_document=ReturnDocument.AFTER,
+        )
+    except (OperationTimeoutError, ServerUnavailableError):
+        if core.lost is not None:  # the server may still apply it: give it back later
+            core.lost.remember(core.name, token, hold)
+        raise
+    took = timedelta(seconds=time.monotonic() - sent)
+    if core.lost is not None:
+        core.lost.replied(took.total_seconds())
+    if document is not None and late and not replies.held_enough(core, document, hold):
+        document = await replies.hold_again(core, token, hold, took, shown)
+    if document is not None:
+        for name in dropped:
+            document.pop(name, None)
+    return document

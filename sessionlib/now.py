@@ -12,7 +12,11 @@ instant twice: a :class:`Now` carries the true instants and the pool's
   ``locked_at``, history entries);
 * :meth:`Now.until` — the end of a hold of a given length, from the latest the
   server's clock can show, rounded up to the millisecond (never shorter than
-  asked).
+  asked);
+* :meth:`Now.hold_end` — the same, but when the pool decides on the server's
+  clock, an expression the server evaluates when it applies the write
+  (``$$NOW`` plus the hold): a hold is measured from the moment the server
+  takes the session, however late the command reaches it.
 
 The seed's filter hooks (``_filter_exclude_lock(offset)``) take no instant,
 so an operation makes its :class:`Now` the current one (:meth:`Now.current`)
@@ -22,11 +26,13 @@ an operation they read the clock themselves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from .clock import Clock, as_utc, ceil_ms, latest, shift
 from .storedtime import StoredTime
@@ -49,11 +55,13 @@ class Now:
     earliest: datetime
     latest: datetime
     time: StoredTime = field(default_factory=StoredTime)
+    on_server: bool = False
+    """Whether the clock is the server's, so the server can measure holds itself."""
 
     @classmethod
-    def read(cls, clock: Clock, time: StoredTime | None = None) -> Now:
+    def read(cls, clock: Clock, time: StoredTime | None = None, *, on_server: bool = False) -> Now:
         """Read *clock* once (both ends of its interval)."""
-        return cls(as_utc(clock()), as_utc(latest(clock)), time or StoredTime())
+        return cls(as_utc(clock()), as_utc(latest(clock)), time or StoredTime(), on_server)
 
     @classmethod
     def fixed(cls, instant: datetime, time: StoredTime | None = None) -> Now:
@@ -75,6 +83,29 @@ class Now:
         """The stored end of a hold of *delay* from now (rounded up to the millisecond)."""
         return self.time.store(ceil_ms(shift(self.latest, delay)))
 
+    def stamp(self) -> datetime | dict[str, Any]:
+        """What a write records as now: the server's own time as it applies it, if it can.
+
+        On the server's clock an expression (``$$NOW`` in the stored
+        representation), else :attr:`written`.
+        """
+        return self.hold_end(timedelta(0)) if self.on_server else self.written
+
+    def hold_end(self, delay: timedelta) -> datetime | dict[str, Any]:
+        """The stored end of a hold of *delay*, measured by the server when it can.
+
+        On the server's clock: an aggregation expression, ``$$NOW`` (the
+        server's time when it applies the write) plus *delay*, in the pool's
+        stored representation. Otherwise :meth:`until`.
+        """
+        if not self.on_server:
+            return self.until(delay)
+        offset = self.time.store(self.latest) - self.latest  # a legacy zone's, else 0
+        milliseconds = math.ceil((offset + delay) / timedelta(milliseconds=1))
+        # Through milliseconds since the epoch: the same instant, as a date every
+        # server compares with stored dates (SecantusDB does not, with $$NOW's own).
+        return {"$toDate": {"$add": [{"$toLong": "$$NOW"}, milliseconds]}}
+
     def store(self, instant: datetime) -> datetime:
         """The stored form of the true *instant*."""
         return self.time.store(instant)
@@ -86,7 +117,9 @@ class Now:
     def shifted(self, seconds: float | timedelta) -> Now:
         """This now moved by *seconds* (the seed's ``offset``)."""
         delta = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
-        return Now(shift(self.earliest, delta), shift(self.latest, delta), self.time)
+        return Now(
+            shift(self.earliest, delta), shift(self.latest, delta), self.time, self.on_server
+        )
 
     @contextmanager
     def current(self) -> Iterator[Now]:

@@ -44,6 +44,7 @@ __all__ = [
     "history",
     "next_available_at",
     "scope_rows",
+    "statistics_command",
     "statistics_of",
 ]
 
@@ -138,6 +139,12 @@ async def _rows_in_process(
         rows += [{**row, **tag} for row in await pool.aggregate(scopes)]
     metadata = core.connection.bound_to(database, METADATA_COLLECTION)
     return rows + await metadata.aggregate(metadata_pipeline(collections))
+
+
+def statistics_command(core: PoolCore, collections: Sequence[str], now: Now) -> Rows:
+    """The pipeline of :func:`statistics_of` on a real server, built without I/O (for sizing)."""
+    base, _ = _plan(core, now, None)
+    return union_pipeline(base, _scopes(core, now), collections)
 
 
 async def statistics_of(

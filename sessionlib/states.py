@@ -15,10 +15,11 @@ The rule that an unknown ``lock_kind`` counts as ``locked`` keeps documents
 written by the seed library (which has no kinds) and by other programs
 countable. The states are defined once, as aggregation expressions
 (:func:`free_expression`, :func:`inactive_expression`,
-:func:`state_expression`); queries use them through ``$expr``
-(:func:`unlocked_filter`, :func:`state_filter`), so a filter never reads a
-document otherwise than the statistics do. :func:`state_of` is the same rule
-in Python, for one document, and a property test holds it equal.
+:func:`state_expression`). Listings select by them through ``$expr``
+(:func:`state_filter`); the hand-out's "not locked" is the same rule written
+as a query (:func:`unlocked_filter`), which a server can decide from an
+index entry, and a property test over the wire holds the two equal.
+:func:`state_of` is the rule in Python, for one document, held equal too.
 
 Statistics, the CLI, the exporter and auto-release all read them from here.
 Instants passed in are in the pool's stored representation (see
@@ -125,16 +126,26 @@ def combine(*filters: Mapping[str, Any]) -> Filter:
 def unlocked_filter(fields: Fields, instant: datetime) -> Filter:
     """Sessions not locked at *instant*: ``next_use`` null, missing, or a date before it.
 
-    An expression, the statistics' own (:func:`free_expression`): a query
-    would walk into an array (``next_use: [None]`` matches ``null``), and
-    hand out a session the statistics count ``other``.
+    :func:`free_expression` written as a query, for the hand-out and
+    ``count_active``, where a query lets the server decide from an index
+    entry. A plain query would walk into an array (``next_use: [None]``
+    matches ``null``) and hand out a session the statistics count
+    ``other``: so arrays are ruled out first. A property test holds the two
+    forms equal over the wire (``tests/sessionlib/test_one_truth.py``).
     """
-    return {"$expr": free_expression(fields, instant)}
+    next_use = fields.next_use
+    return {
+        next_use: {"$not": {"$type": "array"}},
+        "$or": [{next_use: None}, {next_use: {"$lt": instant}}],
+    }
 
 
 def locked_filter(fields: Fields, instant: datetime) -> Filter:
-    """Sessions locked at *instant*: ``next_use`` is a date, *instant* or later."""
-    return {"$expr": locked_expression(fields, instant)}
+    """Sessions locked at *instant*: ``next_use`` is a date, *instant* or later.
+
+    :func:`locked_expression` written as a query (see :func:`unlocked_filter`).
+    """
+    return {fields.next_use: {"$gte": instant, "$not": {"$type": "array"}}}
 
 
 def state_filter(fields: Fields, state: State | str, instant: datetime) -> Filter:

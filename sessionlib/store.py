@@ -22,14 +22,17 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
+import bson
+
 from . import driver, reading
 from .client import MongoSessions
-from .clock import ServerClock
+from .clock import ServerClock, utcnow
 from .connector import Connector
 from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_session, matches
 from .exceptions import ConfigurationError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
+from .now import Now
 from .options import (
     DEFAULT_MAX_ALLOWED_RECONNECT,
     DEFAULT_TIMEOUT,
@@ -45,7 +48,25 @@ if TYPE_CHECKING:
     from pymongo import WriteConcern
     from pymongo.read_preferences import _ServerMode
 
-__all__ = ["SessionStore"]
+__all__ = ["COMMAND_BYTES", "POOLS_PER_COMMAND", "SPLIT", "SessionStore"]
+
+POOLS_PER_COMMAND = 400
+"""The most pools one statistics command reads.
+
+MongoDB 5.0 and later refuse a pipeline of more than 1,000 stages, and the
+command adds two (a ``$unionWith`` for the pool, one for its scopes) per
+pool: 400 pools stay well inside it.
+"""
+
+COMMAND_BYTES = 8 * 1024 * 1024
+"""The largest statistics command sent, half of MongoDB's 16 MiB limit."""
+
+SPLIT = 4
+"""Into how many parts a batch whose command failed is cut, each read again.
+
+Four: a batch refused for its size fits in a quarter; a pool that fails on
+its own is reached in a few rounds; a handful of pools is read one by one.
+"""
 
 T = TypeVar("T")
 
@@ -120,7 +141,7 @@ class SessionStore:
         self._options = options
         self._connector = Connector(mongo_url, client=client, options=options)
         self._opened = False
-        self._union_failures: set[str] = set()
+        self._pool_bytes: int | None = None
 
     def __repr__(self) -> str:
         return f"<SessionStore {redact_url(self._mongo_url)}>"
@@ -307,15 +328,17 @@ class SessionStore:
         concurrency: int = 16,
         time_limit: float | None = None,
     ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
-        """Return the statistics of many pools: one command per database.
+        """Return the statistics of many pools: one command per batch of a database's pools.
 
-        Each database's pools are read by one aggregation (``$unionWith``
-        of each pool's statistics). Should that command fail, its pools are
-        read one by one, *concurrency* at a time, so a pool that fails
-        (malformed beyond reading, dropped meanwhile, refused) fails alone:
-        its entry is the error instead of the statistics. *time_limit* bounds
-        each command (default: the store's timeout, times the rounds the
-        one-by-one reading would take).
+        A database's pools are read in batches of at most
+        :data:`POOLS_PER_COMMAND` (and :data:`COMMAND_BYTES`), each by one
+        aggregation (``$unionWith`` of each pool's statistics), so a refresh
+        of N pools costs about N / 400 commands on any server. Should a batch
+        fail, it is cut in :data:`SPLIT` parts and each read again, so a pool
+        that fails (malformed beyond reading, dropped meanwhile, refused)
+        fails alone: its entry is the error instead of the statistics. Parts
+        run *concurrency* at a time. *time_limit* bounds each command (default:
+        the store's timeout, times the rounds its pools would take one by one).
 
         Raises:
             InvalidInputError: *offset* is invalid.
@@ -327,24 +350,57 @@ class SessionStore:
         semaphore = asyncio.Semaphore(concurrency)
         results: dict[PoolKey, PoolStatistics | SessionPoolError] = {}
         for database, collections in by_database.items():
-            rounds = -(-len(collections) // concurrency)
-            limit = time_limit or self._options.timeout * max(1, rounds)
-            try:
-                found = await self._database_statistics(database, collections, shift, limit)
-            except SessionPoolError as exc:
-                if database not in self._union_failures:
-                    self._union_failures.add(database)
-                    log.warning(
-                        "statistics of the pools of %s in one command failed (%s); "
-                        "reading them one by one while it fails",
-                        database,
-                        exc,
-                    )
-                found = await self._one_by_one(database, collections, offset, semaphore)
-            else:
-                self._union_failures.discard(database)
-            results.update(found)
+            for batch in self._batches(database, collections):
+                rounds = -(-len(batch) // concurrency)
+                limit = time_limit or self._options.timeout * max(1, rounds)
+                found = await self._read(database, batch, shift, limit, semaphore)
+                results.update(found)
         return results
+
+    def _batches(self, database: str, collections: list[str]) -> list[list[str]]:
+        """*collections* cut into batches one command each can hold."""
+        size = max(1, min(POOLS_PER_COMMAND, COMMAND_BYTES // self._bytes_per_pool(database)))
+        return [collections[i : i + size] for i in range(0, len(collections), size)]
+
+    def _bytes_per_pool(self, database: str) -> int:
+        """What one more pool adds to a statistics command, in bytes (no I/O; reckoned once)."""
+        if self._pool_bytes is None:
+            core = self._pool(database, "sizing", self._pool_defaults).core
+            now = Now.fixed(utcnow())
+            one = reading.statistics_command(core, ["a" * 120], now)
+            two = reading.statistics_command(core, ["a" * 120, "b" * 120], now)
+            self._pool_bytes = max(1, len(bson.encode({"p": two})) - len(bson.encode({"p": one})))
+        return self._pool_bytes
+
+    async def _read(
+        self,
+        database: str,
+        batch: list[str],
+        shift: timedelta,
+        limit: float,
+        semaphore: asyncio.Semaphore,
+    ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
+        """One batch in one command; a batch the server refuses, split in two and read again."""
+        try:
+            async with semaphore:
+                return await self._database_statistics(database, batch, shift, limit)
+        except SessionPoolError as exc:
+            if len(batch) == 1:
+                return {PoolKey(database, batch[0]): exc}
+            log.info(
+                "statistics of %d pools of %s in one command failed (%s); reading them in parts",
+                len(batch),
+                database,
+                exc,
+            )
+            size = -(-len(batch) // SPLIT)
+            parts = [batch[i : i + size] for i in range(0, len(batch), size)]
+            found: dict[PoolKey, PoolStatistics | SessionPoolError] = {}
+            for part in await asyncio.gather(
+                *(self._read(database, part, shift, limit, semaphore) for part in parts)
+            ):
+                found.update(part)
+            return found
 
     async def _database_statistics(
         self, database: str, collections: list[str], shift: timedelta, limit: float
@@ -356,22 +412,6 @@ class SessionStore:
         now = (await core.now()).shifted(shift)
         found = await reading.statistics_of(core, collections, now)
         return {PoolKey(database, name): statistics for name, statistics in found.items()}
-
-    async def _one_by_one(
-        self, database: str, collections: list[str], offset: float, semaphore: asyncio.Semaphore
-    ) -> dict[PoolKey, PoolStatistics | SessionPoolError]:
-        async def one(name: str) -> PoolStatistics | SessionPoolError:
-            async with semaphore:
-                try:
-                    return await self.pool(database, name).statistics(offset)
-                except SessionPoolError as exc:
-                    return exc
-
-        outcomes = await asyncio.gather(*(one(name) for name in collections))
-        return {
-            PoolKey(database, name): outcome
-            for name, outcome in zip(collections, outcomes, strict=True)
-        }
 
     async def close(self) -> None:
         """Close the client if this store created it; safe to call more than once."""

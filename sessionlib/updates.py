@@ -4,9 +4,10 @@ Each function returns what one ``update``/``findAndModify`` command sends, so
 the rules are tested without a server.
 
 Every write that changes whether a session can be handed out ends with the
-order key's stage (see :mod:`sessionlib.order`), so no rule here writes
-``ready_at``. Instants come from the operation's :class:`~sessionlib.now.Now`,
-read once and stored once. Counters are added
+order key's stage (see :mod:`sessionlib.order`); the hand-out, the hottest
+write, sets the key the rule gives in its own stage
+(:func:`~sessionlib.order.held_key`). Instants come from the operation's
+:class:`~sessionlib.now.Now`, read once and stored once. Counters are added
 with pipeline updates that read a counter which is not a number (written by
 another program) as 0, so one malformed document can never make hand-outs
 fail. Every report may record a reason, and appends an entry to the
@@ -28,7 +29,7 @@ from .budgets import BUDGETS, Budget, budget_updates
 from .escalation import STRIKES, EscalationPolicy
 from .fields import MongoFields
 from .now import Now
-from .order import key_stage
+from .order import held_key, key_stage
 from .scopes import SCOPES, scope_field
 from .states import LockKind, is_document_expression, number_or_zero
 
@@ -43,6 +44,8 @@ __all__ = [
     "activate",
     "as_document",
     "deactivate",
+    "escalated_lock",
+    "extend_hold",
     "hand_out",
     "keep_budget_lock",
     "lock",
@@ -50,6 +53,7 @@ __all__ = [
     "release_expired",
     "requeue",
     "scoped_lock",
+    "set_payload",
     "success",
     "with_key",
     "with_record",
@@ -159,11 +163,16 @@ def keep_budget_lock(fields: MongoFields, *, now: Now, pipeline: Pipeline) -> Pi
     return stages
 
 
+def _held(end: datetime | dict[str, Any]) -> dict[str, Any]:
+    """A hold's end in a pipeline: a literal instant, or the server's expression as it is."""
+    return _literal(end) if isinstance(end, datetime) else end
+
+
 def _hold(fields: MongoFields, kind: LockKind, now: Now, until: Any) -> dict[str, Any]:
     return {
         fields.next_use: until,
         fields.lock_kind: _literal(kind.value),
-        fields.locked_at: _literal(now.written),
+        fields.locked_at: _held(now.stamp()),
     }
 
 
@@ -183,24 +192,24 @@ def hand_out(
     pool-wide budget holds the session (lock kind ``budget``) until its
     oldest use leaves the window, a spent scoped one locks its scope.
     """
-    until = now.until(hold)
+    until = _held(now.hold_end(hold))
     count = f"${fields.count_use}"
     counters = {
-        fields.last_use: _literal(now.written),
+        fields.last_use: _held(now.stamp()),
         LEASE: _literal(token),
         fields.count_use: {"$add": [number_or_zero(count), count_use]},
         FENCE: {"$add": [number_or_zero(f"${FENCE}"), 1]},
     }
     entries, spent, scoped = budget_updates(budgets, scope=scope, now=now, weight=count_use)
     if not entries:
-        update = [{"$set": {**counters, **_hold(fields, LockKind.IN_USE, now, _literal(until))}}]
-        return with_key(fields, update, now)
-    held: Any = _literal(until)
+        hold_fields = _hold(fields, LockKind.IN_USE, now, until)
+        return [{"$set": {**counters, **hold_fields, fields.ready_at: held_key(until)}}]
+    held: Any = until
     kind: Any = LockKind.IN_USE.value
     if spent is not None:
-        held = {"$max": [_literal(until), spent]}
-        kind = {"$cond": [{"$gt": [spent, _literal(until)]}, LockKind.BUDGET.value, kind]}
-    update = [
+        held = {"$max": [until, spent]}
+        kind = {"$cond": [{"$gt": [spent, until]}, LockKind.BUDGET.value, kind]}
+    return [
         as_document(BUDGETS),
         *([as_document(SCOPES)] if scoped else []),
         {"$set": entries},
@@ -210,11 +219,11 @@ def hand_out(
                 **scoped,
                 fields.next_use: held,
                 fields.lock_kind: kind,
-                fields.locked_at: _literal(now.written),
+                fields.locked_at: _held(now.stamp()),
+                fields.ready_at: held_key(held),
             }
         },
     ]
-    return with_key(fields, update, now)
 
 
 def success(
@@ -228,13 +237,20 @@ def success(
     """A success: counted, held for *hold*; with escalation, strikes decay."""
     counter = f"${fields.count_success}"
     changes: dict[str, Any] = {
-        **_hold(fields, LockKind.IN_USE, now, _literal(now.until(hold))),
+        **_hold(fields, LockKind.IN_USE, now, _held(now.hold_end(hold))),
         fields.count_success: {"$add": [number_or_zero(counter), count_success]},
     }
     if escalation is not None:
         changes[STRIKES] = escalation.decay_expression()
     update = keep_budget_lock(fields, now=now, pipeline=[{"$set": changes}])
     return with_key(fields, update, now)
+
+
+def extend_hold(fields: MongoFields, *, now: Now, hold: timedelta) -> Pipeline:
+    """The hold renewed for *hold* from now (a longer hold, a spent budget's, stays)."""
+    next_use = f"${fields.next_use}"
+    renewed = {"$max": [next_use, _held(now.hold_end(hold))]}
+    return with_key(fields, [{"$set": {fields.next_use: renewed}}], now)
 
 
 def lock(fields: MongoFields, *, kind: LockKind, now: Now, until: datetime) -> Pipeline:

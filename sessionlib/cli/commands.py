@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -211,8 +212,7 @@ async def cmd_why(store: SessionStore, args: Any, out: Output) -> None:
         [entry.get(key) for key in ("at", "kind", "reason", "fence", "by")]
         for entry in found["history"]
     ]
-    last = found["reason"]
-    human = f"session {session_id!r}: last reason {last if last is not None else '-'}\n"
+    human = f"session {session_id!r}: last reason {cell(found['reason'])}\n"
     human += table(["at", "kind", "reason", "fence", "by"], rows) if rows else "no history"
     out.result(human, found)
 
@@ -223,11 +223,31 @@ def _target_row(target: Target | None) -> dict[str, Any]:
     return target.as_document()
 
 
+async def _require_pool(store: SessionStore, pool: MongoSessions) -> None:
+    """Refuse a pool that does not exist, naming the closest that do.
+
+    Raises:
+        UsageError: no collection of that name in its database.
+    """
+    database = pool.db_name
+    names = [key.collection for key in await store.list_collections([database])]
+    if pool.collection_name in names:
+        return
+    close = difflib.get_close_matches(pool.collection_name, names, n=3)
+    hint = f"; did you mean {', '.join(f'{database}.{n}' for n in close)}?" if close else ""
+    raise UsageError(
+        f"no pool {database}.{pool.collection_name}{hint} "
+        "(--create sets a target for a pool that is coming)"
+    )
+
+
 async def cmd_target(store: SessionStore, args: Any, out: Output) -> None:
     pool = _pool(store, args)
     wanted = (args.min_available, args.min_available_ratio)
     if args.clear and wanted != (None, None):
         raise UsageError("--clear takes no threshold")
+    if wanted != (None, None) and not args.create:
+        await _require_pool(store, pool)
     if args.clear:
         await pool.set_target(None)
     elif wanted != (None, None):
@@ -259,7 +279,7 @@ async def cmd_breaker(store: SessionStore, args: Any, out: Output) -> None:
         human = (
             f"{args.pool}: breaker OPEN since {cell(state.opened_at)} until {cell(state.until)}: "
             f"{state.sessions} sessions ({state.share:.0%} of those handed out) failed with "
-            f"{state.error}; such failures release their session"
+            f"{cell(state.error)}; such failures release their session"
         )
     else:
         human = f"{args.pool}: breaker closed"

@@ -13,7 +13,7 @@ from bson import ObjectId
 
 from ..clock import as_utc
 
-__all__ = ["Output", "Progress", "cell", "table"]
+__all__ = ["Output", "Progress", "cell", "printable", "table"]
 
 
 @dataclass
@@ -49,13 +49,29 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
+def printable(text: str) -> str:
+    """*text* with every character a terminal would act on shown escaped (``\\x1b``, ``\\n``).
+
+    Stored reasons and ids come from other programs: an escape sequence in a
+    third party's error text must not recolour or clear the operator's
+    terminal, a newline must not forge table rows, and a bidirectional
+    override must not reorder what is shown.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def cell(value: Any) -> str:
-    """*value* as a table cell: ``-`` for none, instants in UTC to the second."""
+    """*value* as a table cell: ``-`` for none, instants in UTC to the second, text escaped."""
     if value is None:
         return "-"
     if isinstance(value, datetime):
         return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    return printable(str(value))
 
 
 class Progress:

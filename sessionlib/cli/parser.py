@@ -254,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     tgt.add_argument("--min-available", type=_count, help="fewest available sessions wanted")
     tgt.add_argument("--min-available-ratio", type=_ratio, help="least share available, 0 to 1")
     tgt.add_argument("--clear", action="store_true", help="remove the target (the default applies)")
+    tgt.add_argument(
+        "--create",
+        action="store_true",
+        help="set it although the pool does not exist yet (it is coming)",
+    )
     brk = command("breaker", "show the pool's circuit breaker, or --reset it", [pool])
     brk.add_argument("--reset", action="store_true", help="close it and forget its failures")
     rev = command(

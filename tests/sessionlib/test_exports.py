@@ -41,6 +41,7 @@ def test_public_names() -> None:
         "PoolStatistics",
         "Release",
         "Report",
+        "ServerClockError",
         "ServerUnavailableError",
         "SessionPoolError",
         "SessionStore",
@@ -57,7 +58,7 @@ def test_public_names() -> None:
 
 
 def test_every_exception_derives_from_the_one_base() -> None:
-    assert 14 == len(exceptions.__all__)
+    assert 15 == len(exceptions.__all__)
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), exceptions.SessionPoolError), name
         assert getattr(sessionlib, name) is getattr(exceptions, name)

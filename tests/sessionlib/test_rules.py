@@ -139,21 +139,30 @@ def test_every_write_that_changes_availability_ends_with_the_order_key() -> None
     now = Now.fixed(AT)
     key = key_stage(FIELDS, now.written)
     built = [
-        hand_out(FIELDS, now=now, hold=timedelta(seconds=3), count_use=1, token="t"),
-        hand_out(
-            FIELDS,
-            now=now,
-            hold=timedelta(0),
-            count_use=1,
-            token="t",
-            budgets=[Budget(1, {"minutes": 1})],
-        ),
         lock(FIELDS, kind=LockKind.BLOCKED, now=now, until=AT),
         release(FIELDS, now=now),
+        set_payload(FIELDS, {"active": True}, [], now=now),
     ]
-    assert [key] * len(built) == [update[-1] for update in built]
+    assert [key] * len(built) == [update[-1] for update in built]  # type: ignore[index]
     for update in built:
-        assert all("ready_at" not in stage.get("$set", {}) for stage in update[:-1])
+        assert all("ready_at" not in stage.get("$set", {}) for stage in update[:-1])  # type: ignore[union-attr]
+
+
+def test_a_hand_out_keys_its_session_by_its_holds_end_in_its_own_stage() -> None:
+    now = Now.fixed(AT)
+    plain = hand_out(FIELDS, now=now, hold=timedelta(seconds=3), count_use=1, token="t")
+    budgeted = hand_out(
+        FIELDS,
+        now=now,
+        hold=timedelta(0),
+        count_use=1,
+        token="t",
+        budgets=[Budget(1, {"minutes": 1})],
+    )
+    for update in (plain, budgeted):
+        last = update[-1]["$set"]
+        assert last["next_use"] == last["ready_at"]
+    assert 1 == len(plain)  # one stage: the hottest write stays cheap
 
 
 def test_a_payload_keeps_mongodbs_dotted_paths_unless_it_changes_availability() -> None:

@@ -1,0 +1,73 @@
+"""Statistics of many pools stay a few commands past MongoDB's limits (emulated over the wire).
+
+The test server enforces neither of MongoDB's limits, so a loopback proxy
+(:class:`~tests.support.wire_proxy.WireProxy`) refuses what a real MongoDB
+would: a pipeline of more than 1,000 stages, or a command larger than a size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.secantus import SecantusServer
+from sessionlib import PoolKey, PoolStatistics, SessionStore
+from sessionlib.store import POOLS_PER_COMMAND
+from tests.support.wire_proxy import WireProxy
+
+pytestmark = pytest.mark.wire
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireProxy]:
+    folder = Path(tmp_path_factory.mktemp("scale"))
+    with SecantusServer(folder / "db") as server, WireProxy(server.port) as running:
+        running.max_stages = 1000  # MongoDB 5.0 and later
+        yield running
+
+
+async def read(proxy: WireProxy, pools: int) -> tuple[dict[PoolKey, object], int]:
+    """The statistics of *pools* pools (two of them with sessions), and the commands sent."""
+    async with SessionStore(proxy.url) as store:
+        first, last = store.pool("scale", "p0000"), store.pool("scale", f"p{pools - 1:04d}")
+        for pool in (first, last):
+            await pool.sessions.delete_many({})
+            await pool.add({"_id": 1, "session": {}})
+            await pool.add({"_id": 2, "session": {}, "active": False})
+        keys = [PoolKey("scale", f"p{number:04d}") for number in range(pools)]
+        proxy.commands.clear()
+        found = await store.statistics(keys)
+        sent = proxy.commands.count("aggregate")
+    return dict(found), sent
+
+
+@pytest.mark.parametrize(("pools", "most"), [(499, 2), (1000, 3), (3000, 8)])
+async def test_a_database_of_many_pools_is_read_in_a_few_commands(
+    proxy: WireProxy, pools: int, most: int
+) -> None:
+    found, sent = await read(proxy, pools)
+
+    assert most >= sent  # one per POOLS_PER_COMMAND pools, never one per pool
+    assert pools == len(found)
+    assert all(isinstance(value, PoolStatistics) for value in found.values())
+    for name in ("p0000", f"p{pools - 1:04d}"):
+        statistics = found[PoolKey("scale", name)]
+        assert (2, 1, 1) == (statistics.total, statistics.available, statistics.inactive)  # type: ignore[attr-defined]
+    assert 0 == found[PoolKey("scale", "p0001")].total  # type: ignore[attr-defined]
+
+
+async def test_a_refused_batch_is_split_not_read_one_pool_at_a_time(proxy: WireProxy) -> None:
+    _, whole = await read(proxy, POOLS_PER_COMMAND)
+    proxy.max_message = 800_000  # refuses a batch of 400 pools (1.3 MB), takes one of 200
+    try:
+        found, sent = await read(proxy, 1000)
+    finally:
+        proxy.max_message = None
+
+    assert 1 == whole
+    assert 1000 == len(found)
+    assert all(isinstance(value, PoolStatistics) for value in found.values())
+    assert 2 + 8 + 1 == sent  # batches of 400, 400, 200: the two refused, read in quarters
+    assert 0 < proxy.refused
