@@ -169,7 +169,7 @@ async def _take(
         )
     except (OperationTimeoutError, ServerUnavailableError):
         if core.lost is not None:  # the server may still apply it: give it back later
-            core.lost.remember(core.name, token, hold)
+            core.lost.remember(core.name, token, asked)
         raise
     took = timedelta(seconds=time.monotonic() - sent)
     if core.lost is not None:

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
-from sessionlib.cli import main
 from sessionlib.cli.output import printable
+from tests.sessionlib.test_cli import cli, db
+
+__all__ = ["db"]  # the fixture, shared with the other CLI tests
 
 pytestmark = pytest.mark.wire
 
 HOSTILE = "\x1b[2J\x1b[31mred\x1b[0m\nforged  row\r\u202etxt.exe\x07"
-
-
-@pytest.fixture
-def db(wire_url: str, db_name: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("SESSIONPOOL_MONGO_URL", wire_url)
-    client: MongoClient[dict[str, Any]] = MongoClient(wire_url, tz_aware=True)
-    yield client[db_name]
-    client.drop_database(db_name)
-    client.close()
-
-
-def cli(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = main(list(argv), stdout=out)
-    return code, out.getvalue()
 
 
 def test_printable_escapes_what_a_terminal_acts_on() -> None:
