@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .backends import open_backend
+from .encryption import encryption_cost
 from .handout import clock_cost, stepped_over_figures
 from .pool import against_seed, contention, overhead, round_trips, scaling
 from .report import Report
@@ -47,6 +48,9 @@ async def run(report: Report, backends: list[str], quick: bool) -> None:
                 )
             if backend.wire:
                 await clock_cost(backend, report, operations=50 if quick else 300, rounds=3)
+                await encryption_cost(
+                    backend, report, operations=200 if quick else 1000, rounds=3 if quick else 5
+                )
                 layouts = (
                     [(10, 1), (100, 1), (100, 4)]
                     if quick

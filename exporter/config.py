@@ -75,6 +75,7 @@ class Config:
     embedded: bool = False
     embedded_dir: Path = Path(".sessionpool-demo")
     demo_traffic: bool = True
+    demo_encrypted: bool = False
 
     @property
     def stale_after(self) -> float:
@@ -319,6 +320,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("embedded_dir", "path", "data folder (.sessionpool-demo)", "embedded demo", "DIR"),
     Setting("demo_traffic", "bool", "simulate workers on the demo pools (on)", "embedded demo"),
+    Setting(
+        "demo_encrypted",
+        "bool",
+        "encrypt the demo pools' payloads with a key file in the data folder (off)",
+        "embedded demo",
+    ),
 )
 """Every setting, in the order ``--help`` lists them."""
 

@@ -87,13 +87,19 @@ class Exporter:
         if config.embedded:
             log.info(
                 "no --mongo-url given: starting the embedded demo (SecantusDB child process, "
-                "data in %s, database %s with pools %s%s)",
+                "data in %s, database %s with pools %s%s%s)",
                 config.embedded_dir,
                 DEMO_DATABASE,
                 ", ".join(DEMO_POOLS),
                 ", simulated workers" if config.demo_traffic else "",
+                ", payloads encrypted" if config.demo_encrypted else "",
             )
-            demo = EmbeddedDemo(config.embedded_dir, traffic=config.demo_traffic)
+            demo = EmbeddedDemo(
+                config.embedded_dir,
+                traffic=config.demo_traffic,
+                registry=self.registry,
+                encrypted=config.demo_encrypted,
+            )
             url = await demo.start()
             # Demo data only: releasing its expired locks shows that metric moving too.
             config = replace(config, mongo_url=url, auto_release=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from .demo import DemoTraffic
 from .secantus import SecantusServer
 
@@ -22,11 +24,24 @@ class EmbeddedDemo:
     Args:
         data_dir: Folder of the server's data; kept between runs.
         traffic: Whether to simulate workers.
+        registry: Where the simulated workers' telemetry goes (the exporter's
+            own, so its ``/metrics`` shows the workers' series too).
+        encrypted: Whether the demo pools' payloads are encrypted, with the
+            master key file ``demo.key`` in *data_dir* (made if missing).
     """
 
-    def __init__(self, data_dir: Path, *, traffic: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        traffic: bool = True,
+        registry: CollectorRegistry | None = None,
+        encrypted: bool = False,
+    ) -> None:
         self.server = SecantusServer(Path(data_dir).resolve())
         self.traffic = traffic
+        self.registry = registry
+        self.key_file = Path(data_dir).resolve() / "demo.key" if encrypted else None
         self._demo: DemoTraffic | None = None
 
     async def start(self) -> str:
@@ -38,7 +53,12 @@ class EmbeddedDemo:
         """
         await asyncio.to_thread(self.server.start)
         try:
-            self._demo = DemoTraffic(self.server.url, traffic=self.traffic)
+            self._demo = DemoTraffic(
+                self.server.url,
+                traffic=self.traffic,
+                registry=self.registry,
+                key_file=self.key_file,
+            )
             await self._demo.start()
         except BaseException:
             await asyncio.to_thread(self.server.stop)

@@ -105,7 +105,7 @@ class Refresher:
             up=up,
             now=self.wall_clock(),
             duration=time.monotonic() - started,
-            released=self.release.totals if self.release is not None else {},
+            released=self.release.totals(pools) if self.release is not None else {},
             clock_offset=self.store.clock.offset if up else None,
             clock_error=self.store.clock.error if up else None,
         )

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import MappingProxyType
 
-from sessionlib import PoolKey, SessionPoolError, SessionStore
+from sessionlib import LockKind, PoolKey, SessionPoolError, SessionStore
 
 from .config import Config
 from .snapshot import Released, Snapshot
 
-__all__ = ["SCOPED", "AutoRelease"]
+__all__ = ["KINDS", "SCOPED", "AutoRelease"]
 
 SCOPED = "scope"
 """The ``kind`` under which scoped locks that ended are counted."""
+
+KINDS = (*(kind.value for kind in LockKind), SCOPED)
+"""Every ``kind`` a pool's released-locks counter has, from 0 on."""
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,15 @@ class AutoRelease:
         self.latest = latest
         self._totals: dict[tuple[PoolKey, str], int] = {}
 
-    @property
-    def totals(self) -> Released:
-        """Locks released since start, per pool and lock kind."""
-        return MappingProxyType(dict(self._totals))
+    def totals(self, pools: Iterable[PoolKey]) -> Released:
+        """Locks released since start, per pool of *pools* and lock kind.
+
+        Every kind of every pool is there, at 0 until its first release: a
+        counter that appeared at its first count would show no increase.
+        """
+        return MappingProxyType(
+            {(key, kind): self._totals.get((key, kind), 0) for key in pools for kind in KINDS}
+        )
 
     async def run(self) -> dict[PoolKey, dict[str, int]]:
         """Release expired locks where the last refresh saw some; return what was released."""

@@ -53,14 +53,18 @@ class JobTracker:
 
         async def job() -> None:
             if name in self.running:
-                if name not in self._overrun:
+                elapsed = self._monotonic() - self._started[name]
+                if elapsed < interval:
+                    # A run asked for early (discovery found new pools) while one goes on.
+                    log.debug("the %s job is running already; this run is skipped", name)
+                elif name not in self._overrun:
                     # Once per episode: an outage makes every run overrun.
                     self._overrun.add(name)
                     log.warning(
                         "the %s job has been running for %.1f s, longer than its interval; "
                         "runs are skipped while it overruns",
                         name,
-                        self._monotonic() - self._started[name],
+                        elapsed,
                     )
                 return
             task = asyncio.current_task()

@@ -20,11 +20,13 @@ from .clock import utcnow
 from .core import PoolCore
 from .discovery import PoolKey
 from .driver import Client
+from .encryption import Encryption, create_data_key, create_key_file, rotate_master_key
 from .escalation import EscalationPolicy
 from .exceptions import (
     ConfigurationError,
     DatabaseError,
     DuplicateSessionError,
+    EncryptionKeyError,
     InvalidInputError,
     InvalidPayloadError,
     InvalidPeriodError,
@@ -40,6 +42,7 @@ from .exceptions import (
 )
 from .lease import Block, Deactivate, Lease, Lock, Release, Report
 from .logger import redact_url
+from .maintenance import encrypt_pool
 from .metadata import BreakerState, Target
 from .metrics import PoolMetrics
 from .now import Now
@@ -68,6 +71,8 @@ __all__ = [
     "DatabaseError",
     "Deactivate",
     "DuplicateSessionError",
+    "Encryption",
+    "EncryptionKeyError",
     "EscalationPolicy",
     "InvalidInputError",
     "InvalidPayloadError",
@@ -100,7 +105,11 @@ __all__ = [
     "Target",
     "__version__",
     "check_database_name",
+    "create_data_key",
+    "create_key_file",
+    "encrypt_pool",
     "redact_url",
+    "rotate_master_key",
     "utcnow",
     "zone_of",
 ]

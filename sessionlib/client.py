@@ -50,6 +50,7 @@ from .clock import Clock
 from .connection import MongoConnectionInterface
 from .core import PoolCore
 from .driver import Client
+from .encryption import Encryption
 from .escalation import EscalationPolicy
 from .exceptions import ConfigurationError
 from .fields import _replace
@@ -134,6 +135,9 @@ class MongoSessions(MongoConnectionInterface):
             releases them instead of blaming them.
         metrics: A :class:`~sessionlib.metrics.PoolMetrics` to count this
             process's hand-outs, waits, reports and errors in.
+        encryption: An :class:`~sessionlib.encryption.Encryption`: the
+            listed fields (``session``) are encrypted when written and
+            decrypted when read (see :mod:`sessionlib.encryption`).
 
     Raises:
         ConfigurationError: an argument is invalid.
@@ -172,6 +176,7 @@ class MongoSessions(MongoConnectionInterface):
         budgets: Sequence[Budget] | None = None,
         breaker: CircuitBreaker | None = None,
         metrics: PoolMetrics | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         try:
             reconnect = _reconnect_attempts(max_allowed_reconnect, allow_reconnect)
@@ -198,6 +203,7 @@ class MongoSessions(MongoConnectionInterface):
                 budgets=tuple(budgets or ()),
                 breaker=breaker,
                 metrics=metrics,
+                encryption=encryption,
             )
         except ConfigurationError as exc:
             raise adapt(exc) from None

@@ -15,7 +15,7 @@ from typing import Any, Self
 from .clock import Clock, utcnow
 from .connector import Connector
 from .driver import Client, Collection, Database
-from .exceptions import ConfigurationError, NotConnectedError
+from .exceptions import ConfigurationError, NotConnectedError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
 from .options import PoolOptions
@@ -77,6 +77,16 @@ class MongoConnectInterface:
         self.stats_sessions: Collection | None = None
         """The bound collection on the statistics read preference (``None`` until connected)."""
         self._closed = False
+        self._watch()
+
+    def _watch(self) -> None:
+        """Start this pool's telemetry series at 0 (see :meth:`PoolMetrics.watch`).
+
+        Called for the pools a user names (built, switched, copied), never
+        for sessionpool's own collections.
+        """
+        if self._options.metrics is not None:
+            self._options.metrics.watch(self.db_name, self.collection_name)
 
     def __repr__(self) -> str:
         return (
@@ -125,7 +135,12 @@ class MongoConnectInterface:
             return self
         if self._connector is None or self._connector.closed:
             connector = Connector(self._mongo_url, client=self._given_client, options=self._options)
-            await connector.open()  # closes what it opened if it fails
+            try:
+                await connector.open()  # closes what it opened if it fails
+            except SessionPoolError as exc:
+                if self._options.metrics is not None:  # a worker's telemetry
+                    self._options.metrics.failed(self.db_name, self.collection_name, exc)
+                raise
             self._connector, self._owns_connector = connector, True
         self._closed = False
         self._bind(self.collection_name)

@@ -33,6 +33,7 @@ class MongoConnectionInterface(MongoOperations, MongoFields):
             raise adapt(exc) from None
         self._require_connection()
         self._bind(collection)
+        self._watch()
 
     def with_collection(self, collection: str, db: str | None = None) -> Self:
         """Return a copy of this pool bound to another collection of the same client.
@@ -52,6 +53,8 @@ class MongoConnectionInterface(MongoOperations, MongoFields):
             check_collection_name(collection, database)
         except ConfigurationError as exc:
             raise adapt(exc) from None
+        if self.options.metrics is not None:  # its telemetry starts at 0 (PoolMetrics.watch)
+            self.options.metrics.watch(database, collection)
         return self.bound_to(database, collection)
 
     def bound_to(self, database: str, collection: str) -> Self:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import driver
 from .clock import ServerClock, as_utc
+from .encryption import Encrypter
 from .exceptions import (
     ConfigurationError,
     NotConnectedError,
@@ -68,6 +69,8 @@ class Connector:
         )
         self.closed = False
         self._syncing: asyncio.Task[None] | None = None
+        self.encrypter: Encrypter | None = None
+        """Encrypts the pools' listed fields, if they are encrypted (set by :meth:`open`)."""
 
     @property
     def client(self) -> driver.Client:
@@ -96,17 +99,31 @@ class Connector:
             ConfigurationError: the URL or a client option is invalid.
         """
         options = self.options
+        encryption = options.encryption
         if self._client is None:
             assert self._mongo_url is not None  # checked in __init__
+            decrypting = (
+                {"auto_encryption_opts": encryption.auto_encryption_opts()} if encryption else {}
+            )
             self._client = driver.new_client(
                 self._mongo_url,
                 timeout=options.timeout,
                 app_name=options.app_name,
-                options=options.client_options,
+                options={**options.client_options, **decrypting},
+            )
+        elif encryption is not None and not driver.decrypts(self._client):
+            raise adapt(
+                ConfigurationError(
+                    "encryption= needs a client that decrypts what it reads: pass a URL, or "
+                    "build the client with auto_encryption_opts=encryption.auto_encryption_opts()"
+                )
             )
         self.closed = False
         try:
             await self.sync_clock(connecting=True)
+            if encryption is not None:
+                self.encrypter = Encrypter(encryption, self._client)
+                await self.encrypter.check()
         except BaseException:
             await self.close()
             raise
@@ -182,6 +199,9 @@ class Connector:
             self._syncing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._syncing
+        if self.encrypter is not None:
+            encrypter, self.encrypter = self.encrypter, None
+            await encrypter.close()
         client, self._client = self._client, (None if self.owns_client else self._client)
         if self.owns_client and client is not None:
             await driver.close_client(client)

@@ -115,6 +115,16 @@ class PoolCore:
         """The current now without syncing the clock (for the seed's synchronous hooks)."""
         return Now.read(self.connection.clock, self.time, on_server=self.on_server)
 
+    async def encrypt(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """*data* with the pool's encrypted fields encrypted (a copy; as it is without encryption).
+
+        Raises:
+            InvalidPayloadError: *data* sets part of an encrypted field.
+        """
+        connector = self.connection.connector
+        encrypter = connector.encrypter if connector is not None else None
+        return dict(data) if encrypter is None else await encrypter.encrypt(data)
+
     def metadata(self) -> MongoConnectionInterface:
         """The pool's connection bound to its database's metadata collection (no I/O)."""
         return self.connection.bound_to(self.connection.db_name, METADATA_COLLECTION)

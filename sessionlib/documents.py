@@ -48,7 +48,8 @@ def new_document(core: PoolCore, data: dict[str, Any], now: Now) -> dict[str, An
 async def add(core: PoolCore, data: dict[str, Any]) -> InsertOneResult:
     """Insert a session built by :func:`new_document`."""
     check_document(data)
-    return await core.connection.insert_one(new_document(core, data, await core.now()))
+    document = new_document(core, data, await core.now())
+    return await core.connection.insert_one(await core.encrypt(document))
 
 
 async def update(
@@ -68,6 +69,7 @@ async def update(
     if not to_set and not to_unset:
         raise InvalidPayloadError("session_update needs a non-empty payload or unset_payload")
     now = await core.now()
+    to_set = await core.encrypt(to_set)
     change = updates.set_payload(core.connection, to_set, to_unset, now=now)
     return await core.connection.update_one(query, change)
 

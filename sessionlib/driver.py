@@ -50,6 +50,7 @@ __all__ = [
     "Cursor",
     "Database",
     "close_client",
+    "decrypts",
     "is_in_process",
     "new_client",
     "read_server_time",
@@ -265,6 +266,12 @@ def is_in_process(client: object) -> bool:
     """Whether *client* is mongomock-motor's: no server, no query planner, no ``hello``."""
     # mongomock-motor's client poses as Motor's: look at every class it derives from.
     return any(cls.__module__.startswith("mongomock") for cls in type(client).__mro__)
+
+
+def decrypts(client: object) -> bool:
+    """Whether *client* decrypts what it reads (built with ``auto_encryption_opts``)."""
+    options = getattr(client, "options", None)
+    return getattr(options, "auto_encryption_opts", None) is not None
 
 
 async def read_server_time(

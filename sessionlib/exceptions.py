@@ -9,6 +9,7 @@ catch them all with ``except SessionPoolError``::
     │   ├── InvalidPeriodError                    period/delay has an unknown key or a bad value
     │   └── InvalidPayloadError                   document/payload is not a dict or is unsafe
     ├── ConfigurationError (also ValueError)      bad constructor arguments
+    │   └── EncryptionKeyError                    a missing, unreadable or wrong encryption key
     ├── NotConnectedError                         an operation before connect() or after close()
     ├── StaleLeaseError                           a lease-checked report from a holder whose
     │                                             session was handed out again (nothing written)
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseError",
     "DuplicateSessionError",
+    "EncryptionKeyError",
     "InvalidInputError",
     "InvalidPayloadError",
     "InvalidPeriodError",
@@ -73,6 +75,14 @@ class InvalidPayloadError(InvalidInputError):
 
 class ConfigurationError(SessionPoolError, ValueError):
     """The pool was configured with invalid arguments."""
+
+
+class EncryptionKeyError(ConfigurationError):
+    """The encryption key is missing, unreadable or wrong (see :mod:`sessionlib.encryption`).
+
+    Raised at ``connect()``, naming the key file (or KMS provider) and the
+    data key; nothing has been written.
+    """
 
 
 class NotConnectedError(SessionPoolError):

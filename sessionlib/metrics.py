@@ -30,9 +30,14 @@ of 13 buckets (plus ``_sum``, ``_count``, ``_created``); at most 6 report
 ``kind`` values (``success``, ``locked``, ``blocked``, ``released``,
 ``deactivated``, ``activated``: scoped locks count as ``locked`` or
 ``blocked``, so scopes add no series); one stale-lease counter; one
-``error`` value per error class of sessionlib's tree that occurred (at most
-8). About 50 series per pool per process; the shipped rules sum them by
-``database, collection``, across worker processes.
+``error`` value per class of :data:`ERRORS`. About 50 series per pool per
+process; the shipped rules sum them by ``database, collection``, across worker
+processes.
+
+Every counter starts at 0 the moment a pool with these metrics is built
+(:meth:`PoolMetrics.watch`), so ``rate()`` and ``increase()`` see the first
+empty hand-out, the first stale lease and the first error, not only the
+second: a counter that appears at 1 shows no increase.
 """
 
 from __future__ import annotations
@@ -41,10 +46,19 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from .exceptions import (
+    DatabaseError,
+    DuplicateSessionError,
+    OperationTimeoutError,
+    PermissionDeniedError,
+    ServerClockError,
+    ServerUnavailableError,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["HANDOUT_BUCKETS", "WAIT_BUCKETS", "PoolMetrics"]
+__all__ = ["ERRORS", "HANDOUT_BUCKETS", "REPORT_KINDS", "WAIT_BUCKETS", "PoolMetrics"]
 
 HANDOUT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 """Seconds: one hand-out command, from a millisecond to the default timeout."""
@@ -53,6 +67,22 @@ WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 """Seconds a lease waited for a session, from none to five minutes."""
 
 POOL_LABELS = ("database", "collection")
+
+RESULTS = ("got", "empty")
+"""The ``result`` of a hand-out attempt."""
+
+REPORT_KINDS = ("success", "locked", "blocked", "released", "deactivated", "activated")
+"""The ``kind`` of a report (scoped locks count as ``locked`` or ``blocked``)."""
+
+ERRORS = (
+    DatabaseError,
+    ServerUnavailableError,
+    OperationTimeoutError,
+    DuplicateSessionError,
+    PermissionDeniedError,
+    ServerClockError,
+)
+"""The error classes a server call can end with; each has its ``error`` series from the start."""
 
 
 class PoolMetrics:
@@ -111,6 +141,22 @@ class PoolMetrics:
             [*POOL_LABELS, "error"],
             registry=self.registry,
         )
+
+    def watch(self, database: str, collection: str) -> None:
+        """Create every series of pool *database.collection* at 0; safe to call again.
+
+        A pool calls it when it is built and when it is bound to another
+        collection, so each series exists before its first event.
+        """
+        for result in RESULTS:
+            self.handouts.labels(database, collection, result)
+        for kind in REPORT_KINDS:
+            self.reports.labels(database, collection, kind)
+        for error in ERRORS:
+            self.errors.labels(database, collection, error.__name__)
+        self.stale_leases.labels(database, collection)
+        self.handout_seconds.labels(database, collection)
+        self.lease_wait_seconds.labels(database, collection)
 
     def handed_out(self, database: str, collection: str, *, got: bool, seconds: float) -> None:
         """Count a hand-out attempt that took *seconds*."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from .breaker import CircuitBreaker
 from .budgets import Budget, check_budgets
+from .encryption import Encryption
 from .escalation import EscalationPolicy
 from .exceptions import ConfigurationError
 from .storedtime import StoredTime
@@ -76,6 +77,7 @@ class ConnectionSettings(TypedDict, total=False):
     client_options: Mapping[str, Any] | None
     clock_sync_interval: float
     clock_skew_warning: float
+    encryption: Encryption | None
 
 
 class PoolSettings(TypedDict, total=False):
@@ -159,6 +161,7 @@ class PoolOptions:
     budgets: tuple[Budget, ...] = ()
     breaker: CircuitBreaker | None = None
     metrics: PoolMetrics | None = None
+    encryption: Encryption | None = None
 
     def __post_init__(self) -> None:
         _seconds("timeout", self.timeout, low=0, high=MAX_PERIOD.total_seconds())
@@ -218,5 +221,9 @@ class PoolOptions:
                 raise ConfigurationError(
                     f"metrics must be a PoolMetrics, not {type(self.metrics).__name__}"
                 )
+        if self.encryption is not None and not isinstance(self.encryption, Encryption):
+            raise ConfigurationError(
+                f"encryption must be an Encryption, not {type(self.encryption).__name__}"
+            )
         _seconds("clock_sync_interval", self.clock_sync_interval, low=0, high=86400)
         _seconds("clock_skew_warning", self.clock_skew_warning, low=0, high=86400)

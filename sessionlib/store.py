@@ -29,6 +29,7 @@ from .client import MongoSessions
 from .clock import ServerClock, utcnow
 from .connector import Connector
 from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_session, matches
+from .encryption import Encryption
 from .exceptions import ConfigurationError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
@@ -106,9 +107,11 @@ class SessionStore:
         client_options: Mapping[str, Any] | None = None,
         clock_sync_interval: float = 60.0,
         clock_skew_warning: float = 1.0,
+        encryption: Encryption | None = None,
         **pool_defaults: Unpack[PoolSettings],
     ) -> None:
         connection = {
+            "encryption": encryption,
             "timeout": timeout,
             "max_allowed_reconnect": max_allowed_reconnect,
             "write_concern": write_concern,
@@ -131,6 +134,7 @@ class SessionStore:
                 client_options=dict(client_options or {}),
                 clock_sync_interval=clock_sync_interval,
                 clock_skew_warning=clock_skew_warning,
+                encryption=encryption,
             )
         except ConfigurationError as exc:
             raise adapt(exc) from None

@@ -33,3 +33,29 @@ admin.createUser({
 // Workers (sessionlib) need to read and write their pools; ensure_indexes also
 // needs createIndex. The built-in readWrite role on the pools database covers it:
 //   admin.createUser({ user: "worker", pwd: passwordPrompt(), roles: [{ role: "readWrite", db: POOLS_DB }] });
+
+// Encrypted pools (sessionlib.Encryption): the data keys live in the key
+// vault. Workers of an encrypted pool read them; the operator who runs
+// "sessionpool keys create/rotate" also writes them. The exporter's roles above
+// grant nothing on KEY_VAULT_DB: it never reads a key, and needs none.
+const KEY_VAULT_DB = "encryption";
+const KEY_VAULT_COLLECTION = "__keyVault";
+admin.createRole({
+  role: "sessionpoolKeyReader",
+  privileges: [
+    { resource: { db: KEY_VAULT_DB, collection: KEY_VAULT_COLLECTION }, actions: ["find"] },
+  ],
+  roles: [],
+});
+admin.createRole({
+  role: "sessionpoolKeyAdmin",
+  privileges: [
+    {
+      resource: { db: KEY_VAULT_DB, collection: KEY_VAULT_COLLECTION },
+      actions: ["find", "insert", "update", "createIndex"],
+    },
+  ],
+  roles: [],
+});
+//   workers:  roles: [{ role: "readWrite", db: POOLS_DB }, "sessionpoolKeyReader"]
+//   operator: roles: [{ role: "readWrite", db: POOLS_DB }, "sessionpoolKeyAdmin"]

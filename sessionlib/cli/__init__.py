@@ -19,7 +19,7 @@ from typing import IO, Any
 from ..exceptions import ConfigurationError, InvalidInputError, SessionPoolError
 from ..logger import redact_url
 from ..store import SessionStore
-from .commands import COMMANDS
+from .commands import COMMANDS, encryption_of
 from .output import Output
 from .parser import PROG, NotFoundError, UsageError, parse_args
 
@@ -38,12 +38,15 @@ async def run(args: Any, out: Output) -> None:
     """
     if not args.mongo_url:
         raise UsageError("no MongoDB URL: pass --mongo-url or set SESSIONPOOL_MONGO_URL")
+    # keys and encrypt read and write ciphertext as it is stored: a plain client.
+    decrypting = args.command not in {"keys", "encrypt"}
     store = SessionStore(
         args.mongo_url,
         timeout=args.timeout,
         max_allowed_reconnect=1,
         app_name="sessionpool-cli",
         legacy_timezone=args.legacy_timezone,
+        encryption=encryption_of(args) if decrypting else None,
     )
     async with store:
         await COMMANDS[args.command](store, args, out)

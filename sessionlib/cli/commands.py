@@ -12,7 +12,9 @@ from typing import IO, Any
 
 from ..client import MongoSessions
 from ..discovery import PoolKey
+from ..encryption import Encryption, create_data_key, create_key_file, rotate_master_key
 from ..exceptions import SessionPoolError
+from ..maintenance import encrypt_pool
 from ..metadata import Target
 from ..states import State, state_filter, state_of
 from ..stats import PoolStatistics
@@ -20,11 +22,11 @@ from ..store import SessionStore
 from ..transfer import dump_line, parse_lines, redact
 from ..updates import REASON
 from .importing import import_lines
-from .output import Output, cell, table
+from .output import Output, Progress, cell, table
 from .parser import NotFoundError, UsageError, parse_id, parse_period, split_pool
 from .revive import revive, summary
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "encryption_of"]
 
 Command = Callable[[SessionStore, Any, Output], Awaitable[None]]
 
@@ -315,6 +317,63 @@ async def cmd_revive(store: SessionStore, args: Any, out: Output) -> None:
     out.result("\n".join(lines), data)
 
 
+def encryption_of(args: Any) -> Encryption | None:
+    """The encryption the command's ``--key-file`` names, if any.
+
+    Raises:
+        ConfigurationError: the key vault or key name is invalid.
+    """
+    if getattr(args, "key_file", None) is None:
+        return None
+    return Encryption(
+        key_file=args.key_file, key_vault=args.key_vault, key_alt_name=args.key_alt_name
+    )
+
+
+async def cmd_keys(store: SessionStore, args: Any, out: Output) -> None:
+    encryption = encryption_of(args)
+    assert encryption is not None  # --key-file is required
+    if args.keys_action == "create":
+        made_file = create_key_file(args.key_file)
+        made_key = await create_data_key(encryption, store.client)
+        file_text = "created (mode 0600)" if made_file else "exists"
+        key_text = "created" if made_key else "exists, and the key file opens it"
+        out.result(
+            f"key file {args.key_file}: {file_text}\n"
+            f"data key {args.key_alt_name!r} in {args.key_vault}: {key_text}",
+            {"key_file_created": made_file, "data_key_created": made_key},
+        )
+        return
+    made_file = create_key_file(args.new_key_file)
+    count = await rotate_master_key(encryption, args.new_key_file, store.client)
+    out.result(
+        f"re-wrapped {count} data key(s) of {args.key_vault} under {args.new_key_file}"
+        f"{' (created, mode 0600)' if made_file else ''}; {args.key_file} opens none of them now,"
+        " and no session was rewritten",
+        {"rewrapped": count, "new_key_file_created": made_file},
+    )
+
+
+async def cmd_encrypt(store: SessionStore, args: Any, out: Output) -> None:
+    encryption = encryption_of(args)
+    assert encryption is not None  # --key-file is required
+    pool = _pool(store, args)
+    bar = Progress(0, sys.stderr, label="encrypting", enabled=not args.json)
+
+    def progress(done: int, total: int) -> None:
+        bar.total, bar.enabled = total, not args.json
+        bar.update(done)
+
+    outcome = await encrypt_pool(pool.core, encryption, progress)
+    bar.done()
+    again = " (run again for those)" if outcome.changed else ""
+    out.result(
+        f"encrypted {outcome.encrypted} session(s); {outcome.already} already were; "
+        f"{outcome.changed} changed meanwhile{again}",
+        asdict(outcome),
+    )
+
+
 async def cmd_ensure_indexes(store: SessionStore, args: Any, out: Output) -> None:
     names = await _pool(store, args).ensure_indexes()
     out.result(f"indexes present: {', '.join(names)}", {"indexes": names})
@@ -340,5 +399,7 @@ COMMANDS: dict[str, Command] = {
     "target": cmd_target,
     "breaker": cmd_breaker,
     "revive": cmd_revive,
+    "keys": cmd_keys,
+    "encrypt": cmd_encrypt,
 }
 """Each command's coroutine, by name."""

@@ -141,8 +141,11 @@ async def import_lines(
     try:
         for start in range(0, len(new), BATCH):
             chunk = new[start : start + BATCH]
+            core = pool.core  # encrypts the payloads of an encrypted pool
             staged = [
-                {**doc, pool.active: False, MARK: {"token": token, "active": doc[pool.active]}}
+                await core.encrypt(
+                    {**doc, pool.active: False, MARK: {"token": token, "active": doc[pool.active]}}
+                )
                 for _, doc in chunk
             ]
             try:

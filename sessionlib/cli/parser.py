@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pool = _Parser(add_help=False)
     pool.add_argument("pool", metavar="DATABASE.COLLECTION")
+    keys = _encryption_options(required=False)
+    keys_required = _encryption_options(required=True)
 
     parser = _Parser(prog=PROG, description="Administer session pools stored in MongoDB.")
     _add_globals(parser, "before_")
@@ -210,14 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub: _Parser = commands.add_parser(name, help=help, parents=[common, *parents])
         return sub
 
-    add = command("add", "add one session (a JSON object, as argument or on stdin)", [pool])
+    add = command("add", "add one session (a JSON object, as argument or on stdin)", [pool, keys])
     add.add_argument("document", nargs="?", help="JSON object; default: read stdin")
     imp = command(
-        "import", "add sessions from JSON lines; ones already present are skipped", [pool]
+        "import", "add sessions from JSON lines; ones already present are skipped", [pool, keys]
     )
     imp.add_argument("file", help="JSON-lines file, or - for stdin")
     imp.add_argument("--key", default="_id", help="field that identifies a session (_id)")
-    exp = command("export", "print sessions as JSON lines (values redacted)", [pool])
+    exp = command("export", "print sessions as JSON lines (values redacted)", [pool, keys])
     exp.add_argument("--reveal", action="store_true", help="print every value unredacted")
     exp.add_argument("--state", choices=STATES)
     lst = command("list", "list sessions with their state", [pool])
@@ -285,6 +287,27 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument(
         "--apply", action="store_true", help="write: without it, a dry run that writes nothing"
     )
+    key_commands = command(
+        "keys", "create or rotate the encryption keys (see 'encrypt')", []
+    ).add_subparsers(dest="keys_action", required=True, metavar="ACTION")
+    key_commands.add_parser(
+        "create",
+        help="create the master key file (mode 0600) and the data key, unless they exist",
+        parents=[common, keys_required],
+    )
+    rotate = key_commands.add_parser(
+        "rotate",
+        help="re-wrap the data keys under a new master key file (sessions are not rewritten)",
+        parents=[common, keys_required],
+    )
+    rotate.add_argument(
+        "--new-key-file", required=True, metavar="FILE", help="the new master key (created if new)"
+    )
+    command(
+        "encrypt",
+        "encrypt the sessions of a plain pool in place, one at a time (idempotent)",
+        [pool, keys_required],
+    )
     mig = command(
         "migrate",
         "give sessions the seed library wrote their order key; drop obsolete indexes",
@@ -292,6 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mig.add_argument("pool", metavar="DATABASE[.COLLECTION]")
     return parser
+
+
+def _encryption_options(*, required: bool) -> _Parser:
+    """The options naming the encryption keys (see :mod:`sessionlib.encryption`)."""
+    options = _Parser(add_help=False)
+    options.add_argument(
+        "--key-file",
+        required=required,
+        metavar="FILE",
+        help="the master key file: sessions are encrypted and decrypted with it",
+    )
+    options.add_argument(
+        "--key-vault",
+        default="encryption.__keyVault",
+        metavar="DB.COLL",
+        help="the key vault collection (encryption.__keyVault)",
+    )
+    options.add_argument(
+        "--key-alt-name", default="sessionpool", metavar="NAME", help="the data key's name"
+    )
+    return options
 
 
 def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> Any:
@@ -317,7 +361,8 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = N
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= 3600):
         raise UsageError(f"--timeout must be from 0 to 3600 seconds, not {args.timeout:g}")
     # What can be checked without a server is checked before connecting.
-    split_pool(args.pool, allow_database=args.command in {"stats", "migrate"})
+    if hasattr(args, "pool"):
+        split_pool(args.pool, allow_database=args.command in {"stats", "migrate"})
     for text in [*getattr(args, "ids", ()), *([args.id] if hasattr(args, "id") else [])]:
         parse_id(text, args.id_type)
     parse_period(getattr(args, "period", None))

@@ -12,13 +12,22 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.deploy import DEPLOY, RULES, dashboard, dashboard_queries
+from tests.support.deploy import (
+    ALERTMANAGER,
+    DEPLOY,
+    RULES,
+    RUNBOOKS,
+    dashboard,
+    dashboard_queries,
+)
 
 
 def tool(name: str) -> str:
     """The path of a required tool; fails loudly (never skips) when it is missing."""
     path = shutil.which(name)
-    assert path, f"{name} is not installed: apt-get install prometheus (see .ci/run)"
+    assert path, (
+        f"{name} is not installed: apt-get install prometheus prometheus-alertmanager (see .ci/run)"
+    )
     return path
 
 
@@ -29,7 +38,7 @@ def run(*command: str) -> str:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 27 rules found" in run(tool("promtool"), "check", "rules", str(RULES))
+    assert "SUCCESS: 28 rules found" in run(tool("promtool"), "check", "rules", str(RULES))
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
@@ -45,8 +54,7 @@ def test_promtool_checks_the_compose_scrape_config() -> None:
 
 
 def test_every_alert_has_for_severity_summary_and_description_naming_the_pool() -> None:
-    groups = yaml.safe_load(RULES.read_text())["groups"]
-    alerts = [rule for group in groups for rule in group["rules"] if "alert" in rule]
+    alerts = rule_alerts()
 
     assert {
         "SessionPoolFewAvailableSessions",
@@ -69,19 +77,125 @@ def test_every_alert_has_for_severity_summary_and_description_naming_the_pool() 
             assert "{{ $labels.collection }}" in alert["annotations"]["summary"], alert["alert"]
 
 
-def test_the_prometheusrule_is_rendered_from_the_rules_file() -> None:
+def renderer() -> Any:
     sys.path.insert(0, str(DEPLOY / "kubernetes"))
     try:
-        import render_prometheusrule
+        import render
     finally:
         sys.path.pop(0)
-    committed = (DEPLOY / "kubernetes/prometheusrule.yaml").read_text()
+    return render
 
-    assert render_prometheusrule.render() == committed, (
-        "run: python deploy/kubernetes/render_prometheusrule.py"
-    )
-    manifest = yaml.safe_load(committed)
-    assert yaml.safe_load(RULES.read_text())["groups"] == manifest["spec"]["groups"]
+
+@pytest.mark.parametrize("name", ["prometheusrule.yaml", "alertmanager.yaml"])
+def test_the_generated_manifests_are_up_to_date(name: str) -> None:
+    committed = (DEPLOY / "kubernetes" / name).read_text()
+
+    assert renderer().RENDERED[name]() == committed, "run: python deploy/kubernetes/render.py"
+
+
+def test_the_manifests_hold_their_sources() -> None:
+    rule = yaml.safe_load((DEPLOY / "kubernetes/prometheusrule.yaml").read_text())
+    assert yaml.safe_load(RULES.read_text())["groups"] == rule["spec"]["groups"]
+    secret, manager = yaml.safe_load_all((DEPLOY / "kubernetes/alertmanager.yaml").read_text())
+    assert ALERTMANAGER.read_text() == secret["stringData"]["alertmanager.yaml"]
+    # The operator reads the configuration of Alertmanager NAME from Secret alertmanager-NAME.
+    assert f"alertmanager-{manager['metadata']['name']}" == secret["metadata"]["name"]
+
+
+def test_amtool_checks_the_alertmanager_configuration(tmp_path: Path) -> None:
+    output = run(tool("amtool"), "check-config", str(ALERTMANAGER))
+    assert "SUCCESS" in output
+    assert "3 inhibit rules" in output
+
+
+def rule_alerts() -> list[dict[str, Any]]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def runbook_anchors() -> set[str]:
+    """The anchors of docs/runbooks.md's headings, as GitHub and MkDocs make them."""
+    headings = re.findall(r"^#+ (.+)$", RUNBOOKS.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_its_runbook_section_and_states_its_threshold() -> None:
+    anchors = runbook_anchors()
+    for alert in rule_alerts():
+        name, annotations = alert["alert"], alert["annotations"]
+        url, _, anchor = annotations["runbook_url"].partition("#")
+        assert url.endswith("/docs/runbooks.md"), name
+        assert anchor == name.lower(), name
+        assert anchor in anchors, f"docs/runbooks.md has no section for {name}"
+        assert "threshold" in annotations["description"], name
+        assert annotations["dashboard_url"].startswith("http://127.0.0.1:3000/d/sessionpool/")
+    sections = re.findall(r"^## (SessionPool\w+)$", RUNBOOKS.read_text(), flags=re.MULTILINE)
+    assert sorted(sections) == sorted(alert["alert"] for alert in rule_alerts())
+
+
+def test_the_inhibit_rules_match_the_alerts_labels() -> None:
+    """Each inhibit rule's source and target match real alerts, and none mutes itself.
+
+    That the labels of *equal* match is shown by a real Alertmanager
+    (tests/exporter/test_alerting_e2e.py).
+    """
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    alerts = rule_alerts()
+
+    def matching(matchers: list[str]) -> list[dict[str, Any]]:
+        def matches(alert: dict[str, Any], matcher: str) -> bool:
+            label, operator, value = re.fullmatch(r'(\w+)(=~|=)"(.*)"', matcher).groups()  # type: ignore[union-attr]
+            have = alert["alert"] if label == "alertname" else alert["labels"].get(label, "")
+            return bool(re.fullmatch(value, have)) if operator == "=~" else have == value
+
+        return [a for a in alerts if all(matches(a, m) for m in matchers)]
+
+    for rule in config["inhibit_rules"]:
+        sources, targets = matching(rule["source_matchers"]), matching(rule["target_matchers"])
+        assert sources, rule
+        assert targets, rule
+        assert not {a["alert"] for a in sources} & {a["alert"] for a in targets}, rule
+    layers = {alert["labels"]["layer"] for alert in alerts}
+    assert {"pool", "mongodb", "exporter", "workers"} == layers
+
+
+def runbook_commands() -> list[str]:
+    """Every ``sessionpool ...`` command of docs/runbooks.md, its placeholders filled in."""
+    text = RUNBOOKS.read_text()
+    inline = [" ".join(c.split()) for c in re.findall(r"`(sessionpool [^`]+)`", text)]
+    blocks = re.findall(r"^(sessionpool .+?)(?:\s+#.*)?$", text, flags=re.MULTILINE)
+    fill = {
+        "DB.POOL": "pools.telegram",
+        "SESSION_ID": "1",
+        "ID ...": "1 2",
+        "MODULE:FUNCTION": "json:loads",
+        '"$URL"': "mongodb://127.0.0.1:9",
+        " DB ": " pools ",
+        "R": "0.2",
+        " N": " 5",
+    }
+    commands = []
+    for command in inline + blocks:
+        command = command.split(" < ")[0].replace("time ", "") + " "
+        for placeholder, value in fill.items():
+            command = command.replace(placeholder, value)
+        commands.append(command.strip())
+    return commands
+
+
+def test_the_runbooks_commands_are_real(capsys: pytest.CaptureFixture[str]) -> None:
+    from sessionlib.cli.parser import build_parser
+
+    commands = runbook_commands()
+    assert len(commands) >= 15
+    for command in commands:
+        words = command.split()[1:]
+        if words == ["target"]:  # "the pool's own target (`sessionpool target`)": the command
+            continue
+        try:
+            build_parser().parse_args(words)
+        except SystemExit:
+            pytest.fail(f"docs/runbooks.md: {command!r} is refused: {capsys.readouterr().err}")
 
 
 def kubernetes_objects() -> dict[str, dict[str, Any]]:
@@ -99,6 +213,7 @@ def test_kubernetes_manifests() -> None:
         "Service",
         "ServiceMonitor",
         "PrometheusRule",
+        "Alertmanager",
         "Secret",
         "Kustomization",
     } == set(objects)
@@ -133,7 +248,15 @@ def test_compose_file_services_and_mounts() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
 
-    assert {"mongo", "exporter", "demo-worker", "prometheus", "grafana"} == set(services)
+    assert {
+        "mongo",
+        "exporter",
+        "demo-worker",
+        "prometheus",
+        "alertmanager",
+        "alert-receiver",
+        "grafana",
+    } == set(services)
     assert services["mongo"]["image"].startswith("mongo:8")
     assert "healthcheck" in services["mongo"]
     for name, service in services.items():
@@ -145,6 +268,18 @@ def test_compose_file_services_and_mounts() -> None:
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
+    # Prometheus sends alerts to the compose Alertmanager, which posts them to the receiver.
+    scrape = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    (alertmanager,) = scrape["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alertmanager.split(":")[0] == "alertmanager"
+    assert any(p.endswith(alertmanager.split(":")[1]) for p in services["alertmanager"]["ports"])
+    receiver = yaml.safe_load(ALERTMANAGER.read_text())["receivers"][0]["webhook_configs"][0]
+    assert receiver["url"].startswith("http://alert-receiver:5001/")
+    assert "5001" in services["alert-receiver"]["command"]
+    # The demo workers' telemetry is scraped, so the dashboard's workers row has data.
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in scrape["scrape_configs"]}
+    assert ["demo-worker:9100"] == jobs["workers"]
+    assert "9100" in services["demo-worker"]["entrypoint"]
     grafana_env = services["grafana"]["environment"]
     assert "true" == grafana_env["GF_AUTH_ANONYMOUS_ENABLED"]
     assert "Viewer" == grafana_env["GF_AUTH_ANONYMOUS_ORG_ROLE"]
@@ -233,3 +368,26 @@ def test_environment_example_names_real_settings(name: str) -> None:
     config = load_config([], environ=settings)
     assert ("pools",) == config.databases
     assert (config.listen, config.port) == ("0.0.0.0", 9863)
+
+
+def roles() -> dict[str, str]:
+    """Each role that deploy/mongodb/roles.js creates, with the text of its definition."""
+    text = (DEPLOY / "mongodb/roles.js").read_text()
+    blocks = text.split("admin.createRole({")[1:]
+    return {re.search(r'role: "(\w+)"', block).group(1): block.split("});")[0] for block in blocks}  # type: ignore[union-attr]
+
+
+def test_the_exporter_cannot_read_the_key_vault_and_the_workers_can() -> None:
+    defined = roles()
+    for exporter_role in ("sessionpoolStats", "sessionpoolAutoRelease"):
+        assert "KEY_VAULT_DB" not in defined[exporter_role]
+        assert "encryption" not in defined[exporter_role]
+    reader = defined["sessionpoolKeyReader"]
+    assert 'actions: ["find"]' in reader
+    assert "db: KEY_VAULT_DB, collection: KEY_VAULT_COLLECTION" in reader
+    text = (DEPLOY / "mongodb/roles.js").read_text()
+    assert 'const KEY_VAULT_DB = "encryption";' in text
+    assert 'const KEY_VAULT_COLLECTION = "__keyVault";' in text
+    from sessionlib.encryption import DEFAULT_KEY_VAULT
+
+    assert "encryption.__keyVault" == DEFAULT_KEY_VAULT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -325,12 +326,45 @@ def test_embedded_default_serves_demo_metrics_and_exits_cleanly(tmp_path: Path) 
         assert 1 == samples[("sessionpool_up", frozenset())]
         telegram = frozenset({"database": "sessionpool_demo", "collection": "telegram"}.items())
         assert 30 == samples[("sessionpool_target_min_available", telegram)]
+        # The simulated workers' telemetry is on the exporter's own /metrics.
+        got = sum(
+            v
+            for (name, labels), v in samples.items()
+            if name == "sessionpool_worker_handouts_total" and ("result", "got") in labels
+        )
+        assert got > 0
         assert _processes_mentioning(str(demo_dir)), "the embedded server is not running"
         assert 0 == exporter.stop()
     first_lines = exporter.log().splitlines()[:2]
     assert "embedded demo" in first_lines[0]
     assert f"http://127.0.0.1:{exporter.port}/metrics" in first_lines[1]
     assert [] == _processes_mentioning(str(demo_dir)), "a child process was left behind"
+
+
+def test_the_embedded_demo_runs_encrypted(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SESSIONPOOL_")}
+    args = ["--embedded-dir", str(demo_dir), "--interval", "1", "--demo-encrypted"]
+    with ExporterProcess(args, tmp_path / "exporter.log", env=env) as exporter:
+        exporter.wait_for_sample(
+            lambda s: (
+                sum(v for (n, _), v in s.items() if n == "sessionpool_session_uses_total") > 0
+            ),
+            90,
+            "demo pools with traffic",
+        )
+        url = re.search(r"for (mongodb://\S+)", exporter.log())
+        assert url is not None, exporter.log()
+        client: MongoClient[dict[str, Any]] = MongoClient(url.group(1))
+        try:
+            stored = list(client["sessionpool_demo"]["telegram"].find({}, {"session": 1}))
+        finally:
+            client.close()
+        assert 0 == exporter.stop()
+    assert 60 == len(stored)
+    assert {6} == {doc["session"].subtype for doc in stored}
+    assert (demo_dir / "demo.key").stat().st_mode & 0o077 == 0
+    assert "payloads encrypted" in exporter.log().splitlines()[0]
 
 
 def malformed_documents(now: datetime) -> list[dict[str, Any]]:

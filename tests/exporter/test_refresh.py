@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from exporter.config import Config
 from exporter.daemon import open_store
 from exporter.discovery import Discovery
 from exporter.refresh import Refresher
+from exporter.release import KINDS, AutoRelease
 from exporter.snapshot import PoolKey, State
 from sessionlib import MongoSessions
 from sessionlib.discovery import looks_like_session, matches
@@ -191,3 +193,32 @@ async def test_mongodb_down_gives_up_zero_and_no_pools(tmp_path: Path) -> None:
     await subject.close()
 
     assert (False, (), NOW) == (snapshot.up, snapshot.pools, snapshot.taken_at)
+
+
+async def test_released_locks_count_from_zero_for_every_discovered_pool(
+    mock_client: Any,
+) -> None:
+    """The first batch a pool's auto-release frees must show as an increase from 0."""
+    config = Config(mongo_url="mongodb://unused", databases=("pools",), auto_release=True)
+    store = open_store(config, client=mock_client)
+    state = State(config.interval)
+    release = AutoRelease(store, config, lambda: state.snapshot)
+    subject = Refresher(
+        store, Discovery(store, config), state, config, release=release, wall_clock=lambda: NOW
+    )
+    telegram = PoolKey("pools", "telegram")
+
+    first = await subject.refresh()
+    assert {(key, kind) for key in first.pools for kind in KINDS} == set(first.released)
+    assert {0} == set(first.released.values())
+
+    expired = datetime.now(UTC) - timedelta(seconds=1)
+    await mock_client["pools"]["telegram"].update_one(
+        {"_id": 0}, {"$set": {"next_use": expired, "lock_kind": "locked", "locked_at": expired}}
+    )
+    await subject.refresh()
+    released = await release.run()
+    assert {telegram: {**dict.fromkeys(KINDS[:-1], 0), "locked": 1}} == released
+    after = await subject.refresh()
+    assert 1 == after.released[(telegram, "locked")]
+    assert 0 == after.released[(telegram, "blocked")]

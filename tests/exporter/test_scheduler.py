@@ -68,3 +68,31 @@ async def test_an_overrun_is_logged_once_per_episode(caplog: pytest.LogCaptureFi
     now[0] = 10.0
     await tracker.track("refresh", 1.0, quick)()
     assert "the refresh job runs within its interval again" in caplog.text
+
+
+async def test_a_run_asked_for_early_while_one_goes_on_is_skipped_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Discovery asks for a refresh at once; one that started 0.0 s ago is no overrun."""
+    caplog.set_level(logging.DEBUG)
+    now = [0.0]
+    tracker = JobTracker(monotonic=lambda: now[0])
+    release = asyncio.Event()
+    runs: list[float] = []
+
+    async def refresh() -> None:
+        runs.append(now[0])
+        await release.wait()
+
+    job = tracker.track("refresh", 15.0, refresh)
+    first = asyncio.create_task(job())
+    await asyncio.sleep(0)
+    await job()  # asked for at once, while the first run goes on
+    now[0] = 14.9
+    await job()
+    release.set()
+    await first
+
+    assert [0.0] == runs
+    assert [] == [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert 2 == caplog.text.count("the refresh job is running already; this run is skipped")

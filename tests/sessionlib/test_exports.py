@@ -18,6 +18,8 @@ def test_public_names() -> None:
         "DatabaseError",
         "Deactivate",
         "DuplicateSessionError",
+        "Encryption",
+        "EncryptionKeyError",
         "EscalationPolicy",
         "FOLDED_SCOPE",
         "InvalidInputError",
@@ -51,14 +53,18 @@ def test_public_names() -> None:
         "Target",
         "__version__",
         "check_database_name",
+        "create_data_key",
+        "create_key_file",
+        "encrypt_pool",
         "redact_url",
+        "rotate_master_key",
         "utcnow",
         "zone_of",
     ] == sorted(sessionlib.__all__)
 
 
 def test_every_exception_derives_from_the_one_base() -> None:
-    assert 15 == len(exceptions.__all__)
+    assert 16 == len(exceptions.__all__)
     for name in exceptions.__all__:
         assert issubclass(getattr(exceptions, name), exceptions.SessionPoolError), name
         assert getattr(sessionlib, name) is getattr(exceptions, name)

@@ -24,6 +24,7 @@ from sessionlib import (
     MongoSessions,
     NoSessionAvailableError,
     PoolMetrics,
+    SessionPoolError,
     SessionStore,
     StaleLeaseError,
     Target,
@@ -444,3 +445,65 @@ def test_worker_metrics_never_touch_the_global_registry() -> None:
         "sessionpool_worker_handouts_total",
         {"database": "pools", "collection": "telegram", "result": "got"},
     )
+
+
+def counters(metrics: PoolMetrics, database: str, collection: str) -> dict[tuple[str, str], float]:
+    """Every ``*_total`` sample of one pool, by metric name and its extra label's value."""
+    found: dict[tuple[str, str], float] = {}
+    for family in metrics.registry.collect():
+        for s in family.samples:
+            pool = (s.labels.get("database"), s.labels.get("collection"))
+            if s.name.endswith("_total") and pool == (database, collection):
+                extra = [v for k, v in s.labels.items() if k not in ("database", "collection")]
+                found[(s.name, "".join(extra))] = s.value
+    return found
+
+
+async def test_worker_counters_start_at_zero_when_the_pool_is_built(client: Any) -> None:
+    """A counter born at 1 shows no increase: every series exists at 0 before its first event."""
+    metrics = PoolMetrics(registry=CollectorRegistry())
+    pool = MongoSessions(db="pools", collection="telegram", client=client, metrics=metrics)
+
+    zero = counters(metrics, "pools", "telegram")
+    assert {
+        ("sessionpool_worker_handouts_total", "got"),
+        ("sessionpool_worker_handouts_total", "empty"),
+        ("sessionpool_worker_stale_leases_total", ""),
+        ("sessionpool_worker_reports_total", "success"),
+        ("sessionpool_worker_reports_total", "blocked"),
+        ("sessionpool_worker_errors_total", "ServerUnavailableError"),
+        ("sessionpool_worker_errors_total", "OperationTimeoutError"),
+        ("sessionpool_worker_errors_total", "DuplicateSessionError"),
+    } <= set(zero)
+    assert {0.0} == set(zero.values())
+
+    await pool.connect()
+    other = pool.with_collection("vk")
+    assert 0.0 == sample_of(metrics, "sessionpool_worker_handouts_total", "vk", result="empty")
+    assert await other.get_session() is None
+    assert 1.0 == sample_of(metrics, "sessionpool_worker_handouts_total", "vk", result="empty")
+    assert {0.0} == set(counters(metrics, "pools", "telegram").values())  # the first: untouched
+
+
+def sample_of(metrics: PoolMetrics, name: str, collection: str, **labels: str) -> float | None:
+    found: float | None = metrics.registry.get_sample_value(
+        name, {"database": "pools", "collection": collection, **labels}
+    )
+    return found
+
+
+async def test_a_failed_connect_counts_in_the_worker_error_metric() -> None:
+    metrics = PoolMetrics(registry=CollectorRegistry())
+    pool = MongoSessions(
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100&connectTimeoutMS=100",
+        db="pools",
+        collection="telegram",
+        metrics=metrics,
+        timeout=0.5,
+        max_allowed_reconnect=0,
+    )
+    with pytest.raises(SessionPoolError) as raised:
+        await pool.connect()
+
+    error = type(raised.value).__name__
+    assert 1.0 == sample_of(metrics, "sessionpool_worker_errors_total", "telegram", error=error)

@@ -8,6 +8,8 @@ from typing import Any
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "rules" / "sessionpool.rules.yml"
+ALERTMANAGER = DEPLOY / "alertmanager" / "alertmanager.yml"
+RUNBOOKS = DEPLOY.parent / "docs" / "runbooks.md"
 
 
 def dashboard() -> dict[str, Any]:

@@ -18,14 +18,44 @@ import yaml
 from exporter.secantus import free_port
 from tests.support.deploy import RULES
 
+UNITS = {"s": 1, "m": 60, "h": 3600}
 
-def fast_rules(target: Path) -> None:
-    """The shipped rules with every ``for:`` shortened to 1 s; expressions untouched."""
+
+def http_get(port: int, path: str) -> Any:
+    """GET *path* on a loopback port: JSON for ``/api/`` paths, else text; ``None`` if down."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            body = r.read().decode()
+    except (OSError, ValueError):
+        return None
+    return json.loads(body) if path.startswith("/api/") else body
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate a child, then kill it if it lingers."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def fast_rules(target: Path, scale: float | None = None) -> None:
+    """The shipped rules with every ``for:`` shortened; expressions untouched.
+
+    Without *scale*, every ``for:`` becomes 1 s. With it, each is multiplied
+    by *scale* (at least 1 s), so the alerts keep their order: scale the
+    refresh, scrape and evaluation intervals alike (15 s to 1 s is 1/15).
+    """
     rules = yaml.safe_load(RULES.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
             if "for" in rule:
-                rule["for"] = "1s"
+                seconds = int(rule["for"][:-1]) * UNITS[rule["for"][-1]]
+                rule["for"] = "1s" if scale is None else f"{max(1, round(seconds * scale))}s"
     target.write_text(yaml.safe_dump(rules, sort_keys=False))
 
 
@@ -33,16 +63,25 @@ class Prometheus:
     """``prometheus`` on a free loopback port, with its own data folder, scraping exporters.
 
     *workers* are ports of worker processes serving sessionlib's ``PoolMetrics``
-    (scraped as the job ``workers``).
+    (scraped as the job ``workers``); *alertmanager* is the port of an
+    Alertmanager to send alerts to; *rule_scale* scales the rules' ``for:``
+    (see :func:`fast_rules`; default: all 1 s).
     """
 
-    def __init__(self, folder: Path, *exporter_ports: int, workers: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *exporter_ports: int,
+        workers: tuple[int, ...] = (),
+        alertmanager: int | None = None,
+        rule_scale: float | None = None,
+    ) -> None:
         binary = shutil.which("prometheus")
         assert binary, "prometheus is not installed: apt-get install prometheus (see .ci/run)"
         self.port = free_port()
         folder.mkdir(parents=True, exist_ok=True)
-        fast_rules(folder / "rules.yml")
-        config = {
+        fast_rules(folder / "rules.yml", rule_scale)
+        config: dict[str, Any] = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": ["rules.yml"],
             "scrape_configs": [
@@ -58,6 +97,10 @@ class Prometheus:
                 },
             ],
         }
+        if alertmanager is not None:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager}"]}]}]
+            }
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = folder / "prometheus.log"
         self.command = [
@@ -75,21 +118,10 @@ class Prometheus:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
     def get(self, path: str) -> Any:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                body = r.read().decode()
-        except (OSError, ValueError):
-            return None
-        return json.loads(body) if path.startswith("/api/") else body
+        return http_get(self.port, path)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         answer = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
