@@ -8,6 +8,7 @@ loopback only, keeps its data in a folder of the caller's, and is stopped
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -136,8 +137,7 @@ class SecantusServer:
             assert self._process is not None
             if self._process.poll() is not None:
                 raise ServerStartError(
-                    f"SecantusDB exited with code {self._process.returncode}; "
-                    f"see {self.data_dir / 'secantus.log'} (is the 'SecantusDB' package installed?)"
+                    f"SecantusDB exited with code {self._process.returncode}: {self._cause()}"
                 )
             with (
                 contextlib.suppress(OSError),
@@ -149,6 +149,19 @@ class SecantusServer:
             f"SecantusDB did not accept connections on {LOOPBACK}:{self.port} "
             f"within {self.start_timeout:g} s"
         )
+
+    def _cause(self) -> str:
+        """Why the server exited: the last error its log names, or that it is not installed."""
+        if importlib.util.find_spec("secantus") is None:
+            return "the 'SecantusDB' package is not installed (pip install 'sessionpool[embedded]')"
+        log_file = self.data_dir / "secantus.log"
+        try:
+            lines = log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        errors = [line.strip() for line in lines if "Error" in line or "error" in line]
+        last = errors[-1] if errors else (lines[-1].strip() if lines else "no output")
+        return f"{last[-300:]} (see {log_file})"
 
     def stop(self, *, kill: bool = False, timeout: float = 15.0) -> None:
         """Stop the server: SIGTERM (or SIGKILL with *kill*), then SIGKILL after *timeout* s."""

@@ -114,7 +114,13 @@ def parse_lines(lines: Iterable[bytes], key: str | None) -> Iterator[ParsedLine]
         except InvalidPayloadError as exc:
             raise InvalidPayloadError(f"line {number}: {exc}") from None
         if key is not None and get_path(document, key) is None:
-            raise InvalidPayloadError(f"line {number}: no value for the key field {key!r}")
+            hint = (
+                " (lines without an _id: name the field that identifies a session with "
+                "--key, such as --key session.phone)"
+                if key == "_id"
+                else ""
+            )
+            raise InvalidPayloadError(f"line {number}: no value for the key field {key!r}{hint}")
         yield ParsedLine(number, document)
 
 

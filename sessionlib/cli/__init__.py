@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -52,6 +54,26 @@ async def run(args: Any, out: Output) -> None:
         await COMMANDS[args.command](store, args, out)
 
 
+VERBOSE = (
+    re.compile(r"\s*\(configured timeouts:[^)]*\)"),
+    re.compile(r",\s*Timeout: [\d.]+s"),
+    re.compile(r",\s*Topology Description: .*$", re.DOTALL),
+    re.compile(r",\s*full error: .*$", re.DOTALL),
+)
+"""The driver's details that make a server error unreadable on one line."""
+
+BRIEF = 200
+"""Characters of a server error shown without --debug."""
+
+
+def brief(message: str) -> str:
+    """*message* on one line, without the driver's topology and timeout details."""
+    for pattern in VERBOSE:
+        message = pattern.sub("", message)
+    message = " ".join(message.split())
+    return message if len(message) <= BRIEF else message[: BRIEF - 1] + "…"
+
+
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
@@ -60,10 +82,11 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
     """Run the admin tool; return the exit code."""
     stdout = stdout or sys.stdout
     url = None
+    debug = False
     try:
         args = parse_args(argv)
-        url = args.mongo_url
-        asyncio.run(run(args, Output(json=args.json, stream=stdout)))
+        url, debug = args.mongo_url, args.debug
+        asyncio.run(run(args, Output(json=args.json, stream=stdout, zone=args.zone)))
     except (UsageError, InvalidInputError, ConfigurationError) as exc:
         message = str(exc)
         _error(message.replace(url, redact_url(url)) if url else message)
@@ -72,10 +95,13 @@ def main(argv: Sequence[str] | None = None, stdout: IO[str] | None = None) -> in
         _error(str(exc))
         return 1
     except SessionPoolError as exc:
-        message = str(exc)
+        message = str(exc) if debug else brief(str(exc))
         if url:
             message = message.replace(url, redact_url(url))
-        _error(f"{message} (server {redact_url(url)})")
+        hint = "" if debug else "; --debug for the driver's details"
+        _error(f"{message} (server {redact_url(url)}{hint})")
+        if debug and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (| head): stop quietly, as other tools do, and

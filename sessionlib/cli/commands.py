@@ -22,7 +22,7 @@ from ..store import SessionStore
 from ..transfer import dump_line, parse_lines, redact
 from ..updates import REASON
 from .importing import import_lines
-from .output import Output, Progress, cell, table
+from .output import Output, Progress, cell
 from .parser import NotFoundError, UsageError, parse_id, parse_period, split_pool
 from .revive import revive, summary
 
@@ -53,7 +53,7 @@ async def cmd_add(store: SessionStore, args: Any, out: Output) -> None:
     if len(lines) != 1:
         raise UsageError("add takes exactly one JSON object")
     result = await pool.add(lines[0].document)
-    out.result(f"added session {result.inserted_id!r}", {"inserted_id": result.inserted_id})
+    out.result(f"added session {cell(result.inserted_id)}", {"inserted_id": result.inserted_id})
 
 
 async def cmd_import(store: SessionStore, args: Any, out: Output) -> None:
@@ -104,7 +104,11 @@ async def cmd_list(store: SessionStore, args: Any, out: Output) -> None:
             }
         )
     headers = ["_id", "state", "next_use", "last_use", "uses", "successes", "reason"]
-    human = table(headers, [list(row.values()) for row in rows]) if rows else "no sessions"
+    human = out.table(headers, [list(row.values()) for row in rows]) if rows else "no sessions"
+    if args.limit and len(rows) == args.limit:
+        total = await pool.count_documents(_query(pool, args.state, args.reason))
+        if total > len(rows):
+            human += f"\n{len(rows)} of {total} shown: --limit N for more, --limit 0 for all"
     out.result(human, rows)
 
 
@@ -146,7 +150,7 @@ async def cmd_stats(store: SessionStore, args: Any, out: Output) -> None:
             raise outcome
         rows.append(_stats_row(key, outcome, now))
     headers = list(rows[0]) if rows else []
-    human = table(headers, [list(r.values()) for r in rows]) if rows else "no pools"
+    human = out.table(headers, [list(r.values()) for r in rows]) if rows else "no pools"
     out.result(human, rows[0] if single else rows)
 
 
@@ -186,7 +190,7 @@ async def _each_id(
     done = len(ids) - len(missing)
     out.result(f"{verb} {done} session(s)", {verb: done, "missing": missing})
     if missing:
-        raise NotFoundError(f"no session with _id {', '.join(map(repr, missing))}")
+        raise NotFoundError(f"no session with _id {', '.join(map(cell, missing))}")
 
 
 def _ids(
@@ -209,13 +213,13 @@ async def cmd_why(store: SessionStore, args: Any, out: Output) -> None:
     session_id = parse_id(args.id, args.id_type)
     found = await pool.history({"_id": session_id})
     if found is None:
-        raise NotFoundError(f"no session with _id {session_id!r}")
+        raise NotFoundError(f"no session with _id {cell(session_id)}")
     rows = [
         [entry.get(key) for key in ("at", "kind", "reason", "fence", "by")]
         for entry in found["history"]
     ]
-    human = f"session {session_id!r}: last reason {cell(found['reason'])}\n"
-    human += table(["at", "kind", "reason", "fence", "by"], rows) if rows else "no history"
+    human = f"session {out.cell(session_id)}: last reason {out.cell(found['reason'])}\n"
+    human += out.table(["at", "kind", "reason", "fence", "by"], rows) if rows else "no history"
     out.result(human, found)
 
 
@@ -279,7 +283,8 @@ async def cmd_breaker(store: SessionStore, args: Any, out: Output) -> None:
     if is_open:
         assert state.until is not None
         human = (
-            f"{args.pool}: breaker OPEN since {cell(state.opened_at)} until {cell(state.until)}: "
+            f"{args.pool}: breaker OPEN since {out.cell(state.opened_at)} until "
+            f"{out.cell(state.until)}: "
             f"{state.sessions} sessions ({state.share:.0%} of those handed out) failed with "
             f"{cell(state.error)}; such failures release their session"
         )
@@ -303,7 +308,7 @@ async def cmd_revive(store: SessionStore, args: Any, out: Output) -> None:
     )
     data = summary(outcomes, apply=args.apply)
     rows = [[o.id, o.state, o.verdict, o.action, o.detail] for o in outcomes]
-    lines = [table(["_id", "state", "check", "action", "detail"], rows)] if rows else []
+    lines = [out.table(["_id", "state", "check", "action", "detail"], rows)] if rows else []
     done = (
         f"released {data['released']}, activated {data['activated']}"
         if args.apply

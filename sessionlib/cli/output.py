@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import IO, Any
 
 from bson import ObjectId
@@ -18,10 +18,22 @@ __all__ = ["Output", "Progress", "cell", "printable", "table"]
 
 @dataclass
 class Output:
-    """Where results go: a table or lines for people, JSON for scripts."""
+    """Where results go: a table or lines for people, JSON for scripts.
+
+    *zone* is the zone instants are shown in to people (JSON gives them in UTC).
+    """
 
     json: bool
     stream: IO[str]
+    zone: tzinfo = UTC
+
+    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+        """:func:`table` with instants in this output's zone."""
+        return table(headers, rows, self.zone)
+
+    def cell(self, value: Any) -> str:
+        """:func:`cell` with instants in this output's zone."""
+        return cell(value, self.zone)
 
     def result(self, human: str, data: Any) -> None:
         """Print *human* text, or *data* as one JSON line with ``--json``."""
@@ -39,9 +51,9 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Render *rows* as a plain text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [[cell(v) for v in row] for row in rows]
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], zone: tzinfo = UTC) -> str:
+    """Render *rows* as a plain text table with aligned columns, instants in *zone*."""
+    cells = [[str(h) for h in headers]] + [[cell(v, zone) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
@@ -65,12 +77,15 @@ def printable(text: str) -> str:
     )
 
 
-def cell(value: Any) -> str:
-    """*value* as a table cell: ``-`` for none, instants in UTC to the second, text escaped."""
+def cell(value: Any, zone: tzinfo = UTC) -> str:
+    """*value* as a table cell: ``-`` for none, instants in *zone* to the second with its
+    offset (``2026-05-01 12:00:00 +03:00``), ids plain, text escaped."""
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return as_utc(value).strftime("%Y-%m-%d %H:%M:%S")
+        shown = as_utc(value).astimezone(zone)
+        offset = shown.strftime("%z")
+        return f"{shown:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
     return printable(str(value))
 
 

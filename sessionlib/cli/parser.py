@@ -19,8 +19,9 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bson import ObjectId
 
@@ -66,6 +67,7 @@ class GlobalOption:
     environment: str | None = None
     default: Any = None
     kind: str = "str"
+    metavar: str | None = None
 
 
 GLOBALS = (
@@ -74,15 +76,39 @@ GLOBALS = (
         "--mongo-url",
         "MongoDB connection string (default: $SESSIONPOOL_MONGO_URL)",
         environment="SESSIONPOOL_MONGO_URL",
+        metavar="URL",
     ),
-    GlobalOption("timeout", "--timeout", "seconds per operation (10)", default=10.0, kind="float"),
+    GlobalOption(
+        "timeout",
+        "--timeout",
+        "seconds per operation (10)",
+        default=10.0,
+        kind="float",
+        metavar="SECONDS",
+    ),
     GlobalOption("json", "--json", "print JSON for scripts", default=False, kind="flag"),
+    GlobalOption(
+        "debug",
+        "--debug",
+        "on a server error, print the driver's whole message and traceback",
+        default=False,
+        kind="flag",
+    ),
     GlobalOption(
         "legacy_timezone",
         "--legacy-timezone",
         "the zone whose naive wall-clock times the pool's documents hold, such as "
         "Europe/Moscow (default: $SESSIONPOOL_LEGACY_TIMEZONE)",
         environment="SESSIONPOOL_LEGACY_TIMEZONE",
+        metavar="ZONE",
+    ),
+    GlobalOption(
+        "tz",
+        "--tz",
+        "the zone times are shown in, such as Europe/Moscow or UTC (default: the legacy zone "
+        "under --legacy-timezone, else this machine's; $SESSIONPOOL_TZ)",
+        environment="SESSIONPOOL_TZ",
+        metavar="ZONE",
     ),
 )
 
@@ -94,6 +120,8 @@ def _add_globals(parser: argparse.ArgumentParser, prefix: str) -> None:
             settings["action"] = "store_true"
         elif option.kind == "float":
             settings["type"] = float
+        if option.metavar is not None:
+            settings["metavar"] = option.metavar
         parser.add_argument(option.flag, default=argparse.SUPPRESS, **settings)
 
 
@@ -358,6 +386,7 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = N
         if value is None and option.environment:
             value = environ.get(option.environment) or None
         setattr(args, option.name, option.default if value is None else value)
+    args.zone = display_zone(args.tz, args.legacy_timezone)
     if not (math.isfinite(args.timeout) and 0 < args.timeout <= 3600):
         raise UsageError(f"--timeout must be from 0 to 3600 seconds, not {args.timeout:g}")
     # What can be checked without a server is checked before connecting.
@@ -367,6 +396,27 @@ def parse_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = N
         parse_id(text, args.id_type)
     parse_period(getattr(args, "period", None))
     return args
+
+
+def display_zone(name: str | None, legacy: str | None) -> tzinfo:
+    """The zone times are shown in: *name*, else the legacy zone, else this machine's.
+
+    Raises:
+        UsageError: *name* is not a zone the system knows.
+    """
+    chosen = name or legacy
+    if chosen is None:
+        local = datetime.now().astimezone().tzinfo
+        return local if local is not None else UTC
+    if chosen.upper() == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(chosen)
+    except (ZoneInfoNotFoundError, ValueError):
+        option = "--tz" if name else "--legacy-timezone"
+        raise UsageError(
+            f"{option}: {chosen!r} is not a time zone (such as Europe/Moscow)"
+        ) from None
 
 
 def parse_id(text: str, id_type: str) -> Any:

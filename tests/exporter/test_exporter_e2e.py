@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -339,6 +343,54 @@ def test_embedded_default_serves_demo_metrics_and_exits_cleanly(tmp_path: Path) 
     assert "embedded demo" in first_lines[0]
     assert f"http://127.0.0.1:{exporter.port}/metrics" in first_lines[1]
     assert [] == _processes_mentioning(str(demo_dir)), "a child process was left behind"
+
+
+def test_the_embedded_demo_recovers_from_a_killed_exporter(tmp_path: Path) -> None:
+    """kill -9 leaves the demo server running; the next start stops it and serves in 30 s."""
+    demo_dir = tmp_path / "demo"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SESSIONPOOL_")}
+    args = ["--embedded-dir", str(demo_dir), "--interval", "1", "--no-demo-traffic"]
+    first = ExporterProcess(args, tmp_path / "first.log", env=env).start()
+    first.wait_for_sample(up_is(1), 60, "the first exporter")
+    lock = json.loads((demo_dir / "demo.lock").read_text())
+    assert first.process is not None
+    assert first.process.pid == lock["owner"]
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+    assert lock["server"] in _processes_mentioning(str(demo_dir)), "the server died too"
+
+    started = time.monotonic()
+    with ExporterProcess(args, tmp_path / "second.log", env=env) as second:
+        second.wait_for_sample(up_is(1), 30, "the second exporter to serve /metrics")
+        took = time.monotonic() - started
+        assert lock["server"] not in _processes_mentioning(str(demo_dir))
+        assert "stopping the demo server" in second.log()
+        assert 0 == second.stop()
+    assert took < 30
+    assert [] == _processes_mentioning(str(demo_dir)), "a child process was left behind"
+    assert not (demo_dir / "demo.lock").exists()
+
+
+def test_a_demo_folder_in_use_by_a_live_exporter_is_refused_naming_it(tmp_path: Path) -> None:
+    demo_dir = tmp_path / "demo"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SESSIONPOOL_")}
+    args = ["--embedded-dir", str(demo_dir), "--interval", "1", "--no-demo-traffic"]
+    with ExporterProcess(args, tmp_path / "first.log", env=env) as first:
+        first.wait_for_sample(up_is(1), 60, "the first exporter")
+        assert first.process is not None
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "--port", "0", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert 1 == result.returncode
+        assert f"another sessionpool-exporter (pid {first.process.pid})" in result.stderr
+        assert "is the 'SecantusDB' package installed" not in result.stderr
+        first.wait_for_sample(up_is(1), 10, "the first exporter, untouched")
+        assert 0 == first.stop()
 
 
 def test_the_embedded_demo_runs_encrypted(tmp_path: Path) -> None:

@@ -133,7 +133,11 @@ def test_import_is_idempotent_on_the_chosen_key(
         (b'{"_id": 1, "session": {}}\nnot json\n', "line 2: not valid JSON"),
         (b"[1, 2]\n", "line 1: a session must be a JSON object"),
         (b'{"_id": 1, "session": {"$where": "1"}}\n', "line 1: add(): field name '$where'"),
-        (b'{"session": {}}\n', "line 1: no value for the key field '_id'"),
+        (
+            b'{"session": {}}\n',
+            "line 1: no value for the key field '_id' (lines without an _id: name the field "
+            "that identifies a session with --key",
+        ),
         (b'{"_id": 1, "session": {}}\n{"_id": 1, "session": {}}\n', "line 2: _id 1 appears twice"),
     ],
 )
@@ -251,9 +255,9 @@ def test_why_prints_the_history_and_list_filters_by_reason(db: Any, db_name: str
         (entry["kind"], entry["reason"]) for entry in found["history"]
     ]
     assert 0 == code
-    assert human.startswith("session 'a': last reason solved\n")
+    assert human.startswith("session a: last reason solved\n")
     assert ["at", "kind", "reason", "fence", "by"] == human.splitlines()[1].split()
-    assert ["locked", "captcha"] == human.splitlines()[3].split()[2:4]  # after the date and time
+    assert ["locked", "captcha"] == human.splitlines()[3].split()[3:5]  # after date, time, offset
     assert [("b", "banned")] == [
         (r["_id"], r["reason"]) for r in cli_json("list", pool, "--reason", "banned")
     ]
