@@ -25,6 +25,7 @@ from .importing import import_lines
 from .output import Output, Progress, cell
 from .parser import NotFoundError, UsageError, parse_id, parse_period, split_pool
 from .revive import revive, summary
+from .top import Frame, refresh, top
 
 __all__ = ["COMMANDS", "encryption_of"]
 
@@ -379,6 +380,23 @@ async def cmd_encrypt(store: SessionStore, args: Any, out: Output) -> None:
     )
 
 
+async def cmd_top(store: SessionStore, args: Any, out: Output) -> None:
+    if args.json:
+        frame = Frame()
+        await refresh(store, frame, args.pattern, rediscover=True)
+        now = store.clock()
+        out.result("", [row.as_dict(now) for row in frame.rows.values()])
+        return
+    await top(
+        store,
+        args.pattern,
+        interval=args.interval,
+        stream=out.stream,
+        zone=out.zone,
+        once=args.once,
+    )
+
+
 async def cmd_ensure_indexes(store: SessionStore, args: Any, out: Output) -> None:
     names = await _pool(store, args).ensure_indexes()
     out.result(f"indexes present: {', '.join(names)}", {"indexes": names})
@@ -405,6 +423,7 @@ COMMANDS: dict[str, Command] = {
     "breaker": cmd_breaker,
     "revive": cmd_revive,
     "keys": cmd_keys,
+    "top": cmd_top,
     "encrypt": cmd_encrypt,
 }
 """Each command's coroutine, by name."""

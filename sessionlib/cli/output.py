@@ -1,15 +1,20 @@
-"""What the admin tool prints: aligned tables for people, JSON for scripts."""
+"""What the admin tool prints: tables and progress for people (Rich), JSON for scripts."""
 
 from __future__ import annotations
 
+import io
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import IO, Any
 
+import rich.progress
 from bson import ObjectId
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from ..clock import as_utc
 
@@ -52,13 +57,20 @@ def _json_default(value: Any) -> Any:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], zone: tzinfo = UTC) -> str:
-    """Render *rows* as a plain text table with aligned columns, instants in *zone*."""
-    cells = [[str(h) for h in headers]] + [[cell(v, zone) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+    """Render *rows* as a text table with aligned columns (Rich), instants in *zone*.
+
+    Cells are plain text (never Rich markup: a stored ``[red]`` stays as it
+    is), wide characters take their width, and no column is cut: a table
+    for a pipe or a file is as wide as it needs.
+    """
+    grid = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for header in headers:
+        grid.add_column(header, no_wrap=True, overflow="ignore")
+    for row in rows:
+        grid.add_row(*(Text(cell(value, zone)) for value in row))
+    buffer = io.StringIO()
+    Console(file=buffer, width=100_000, color_system=None, highlight=False, emoji=False).print(grid)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
 def printable(text: str) -> str:
@@ -90,23 +102,38 @@ def cell(value: Any, zone: tzinfo = UTC) -> str:
 
 
 class Progress:
-    """A progress line on *stream* (stderr), redrawn at most twice a second."""
+    """A progress bar on *stream* (stderr), drawn by Rich: live on a terminal, one final
+    line otherwise; nothing when not *enabled* or there is nothing to do.
+
+    *total* may be set later (before the first :meth:`update`).
+    """
 
     def __init__(self, total: int, stream: IO[str], *, label: str, enabled: bool) -> None:
         self.total, self.stream, self.label = total, stream, label
-        self.enabled = enabled and total > 0
-        self._last = 0.0
+        self.enabled = enabled
+        self._bar: rich.progress.Progress | None = None
+        self._task: rich.progress.TaskID | None = None
 
     def update(self, done: int) -> None:
         """Show that *done* of the total are done."""
-        now = time.monotonic()
-        if self.enabled and (now - self._last >= 0.5 or done == self.total):
-            self._last = now
-            percent = 100 * done // self.total
-            self.stream.write(f"\r{self.label}: {done}/{self.total} ({percent}%)")
-            self.stream.flush()
+        if not self.enabled or self.total <= 0:
+            return
+        if self._bar is None:
+            self._bar = rich.progress.Progress(
+                rich.progress.TextColumn("{task.description}:"),
+                rich.progress.BarColumn(),
+                rich.progress.MofNCompleteColumn(),
+                rich.progress.TextColumn("({task.percentage:.0f}%)"),
+                rich.progress.TimeRemainingColumn(),
+                console=Console(file=self.stream, highlight=False),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        assert self._task is not None
+        self._bar.update(self._task, completed=done, total=self.total)
 
     def done(self) -> None:
-        """End the progress line."""
-        if self.enabled:
-            self.stream.write("\n")
+        """End the progress bar (its last state stays on screen)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

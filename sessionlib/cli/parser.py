@@ -315,6 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     rev.add_argument(
         "--apply", action="store_true", help="write: without it, a dry run that writes nothing"
     )
+    top = command(
+        "top",
+        "a live view of the pools: states, availability, breakers, hand-outs (q quits)",
+        [],
+    )
+    top.add_argument(
+        "pattern",
+        nargs="?",
+        default="*",
+        metavar="DATABASE[.COLLECTION]",
+        help="which pools: a database, DATABASE.GLOB such as pools.tg*, or a GLOB (default: all)",
+    )
+    top.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes (2)")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
     key_commands = command(
         "keys", "create or rotate the encryption keys (see 'encrypt')", []
     ).add_subparsers(dest="keys_action", required=True, metavar="ACTION")

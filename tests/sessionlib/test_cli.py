@@ -120,7 +120,8 @@ def test_import_is_idempotent_on_the_chosen_key(
     again = cli_json("import", pool, str(file), "--key", "session.phone")
 
     assert (0, "imported 1200 session(s); 0 already present") == (code, out.strip())
-    assert "importing: 1200/1200 (100%)" in progress
+    assert "importing:" in progress
+    assert "1200/1200 (100%)" in progress
     assert {"inserted": 0, "skipped": 1200} == again
     assert 1200 == db["tg"].count_documents({})
     assert {True} == {d["active"] for d in db["tg"].find({}, {"active": 1})}
@@ -447,7 +448,9 @@ def test_revive_is_a_dry_run_by_default(
         "checked 5: 3 passed, 1 failed, 1 error(s), 0 changed meanwhile; would release 2, "
         "would activate 1 (dry run: nothing written; --apply to write)"
     )
-    assert "checking: 5/5 (100%)" in capsys.readouterr().err
+    progress = capsys.readouterr().err
+    assert "checking:" in progress
+    assert "5/5 (100%)" in progress
 
 
 def test_revive_applies_through_a_lease_with_a_reason(

@@ -166,3 +166,17 @@ def test_a_server_error_is_one_line_and_debug_shows_the_rest(
     assert "Topology Description" in long
     assert "Traceback" in long
     assert "s3cret" not in short + long
+
+
+def test_stored_text_is_never_read_as_markup(db: Any, db_name: str) -> None:
+    pool = f"{db_name}.tg"
+    assert 0 == cli("add", pool, '{"_id": "[bold]a[/bold]", "session": {}}')[0]
+    db["tg"].update_one({}, {"$set": {"reason": "[red]banned[/red] 漢字"}})
+
+    shown = cli("list", pool)[1]
+
+    assert "[bold]a[/bold]" in shown
+    assert "[red]banned[/red] 漢字" in shown
+    header, rule, row = shown.splitlines()[:3]
+    assert len(header.split()) == 7
+    assert set(rule) == {"─"}
