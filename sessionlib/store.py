@@ -77,14 +77,22 @@ log = logging.getLogger(__name__)
 class SessionStore:
     """One MongoDB client, its server clock, and the pools that share them.
 
+    The connection's settings are as for :class:`~sessionlib.client.MongoSessions`
+    and apply to the connection and to every pool.
+
     Args:
         mongo_url: MongoDB connection string; not needed when *client* is given.
         client: An existing client to share; it stays the caller's.
-        timeout, max_allowed_reconnect, write_concern, read_preference,
-        stats_read_preference, app_name, client_options,
-        clock_sync_interval, clock_skew_warning: As for
-            :class:`~sessionlib.client.MongoSessions`; they apply to the
-            connection and to every pool.
+        timeout: Seconds one attempt of an operation may take.
+        max_allowed_reconnect: Further attempts after the server could not be reached.
+        write_concern: The write concern of every pool.
+        read_preference: The read preference of every pool.
+        stats_read_preference: The read preference of statistics.
+        app_name: The application name the server sees.
+        client_options: More options of the client it creates.
+        clock_sync_interval: Seconds between readings of the server's clock.
+        clock_skew_warning: Seconds of clock skew to this machine that are logged.
+        encryption: The encryption of every pool (see :mod:`sessionlib.encryption`).
         pool_defaults: Other :class:`~sessionlib.client.MongoSessions`
             arguments every :meth:`pool` gets unless it says otherwise
             (``legacy_timezone="Europe/Moscow"``, ``next_use_delay=5``...).

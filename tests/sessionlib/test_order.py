@@ -1,7 +1,7 @@
 """The hand-out order: the order key, documents without one, and sessions edited by hand.
 
 "Least recently used" means the session that became available the longest
-ago (see the README's "The hand-out order"). Each runs on mongomock and over
+ago (see docs/library.md, "The hand-out order"). Each runs on mongomock and over
 the wire with PyMongo and Motor.
 """
 

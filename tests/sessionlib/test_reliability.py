@@ -28,7 +28,7 @@ pytestmark = pytest.mark.wire
 
 def test_server_killed_and_restarted_under_load(tmp_path: Path, db_name: str) -> None:
     # Acknowledged means journaled here: with w:1 and no journal, a crash may
-    # lose the last writes on any MongoDB server (see the README's Guarantees).
+    # lose the last writes on any MongoDB server (see docs/guarantees.md).
     server = SecantusServer(tmp_path / "db", durable=True).start()
     try:
         seed_pool(server.url, db_name, "pool", 50)
