@@ -10,7 +10,6 @@ refresh the list of pools and, when that list changed, asks for a refresh
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from sessionlib import PoolKey, SessionPoolError, SessionStore
@@ -50,16 +49,11 @@ class Discovery:
                 config.databases or None, include=config.include, exclude=config.exclude
             )
             unknown = [key for key in candidates if key not in self._verdicts]
-            semaphore = asyncio.Semaphore(config.concurrency)
-
-            async def classify(key: PoolKey) -> bool:
-                async with semaphore:
-                    verdict = await self.store.is_pool(key)
-                if not verdict:
+            classified = await self.store.classify(unknown)  # one command per database
+            verdicts = [classified[key] for key in unknown]
+            for key in unknown:
+                if not classified[key]:
                     log.info("skipping %s: its documents do not look like sessions", key)
-                return verdict
-
-            verdicts = await asyncio.gather(*(classify(key) for key in unknown))
         except SessionPoolError as exc:
             if not self._failing:
                 log.warning("pool discovery failed: %s", exc)

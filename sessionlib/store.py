@@ -30,7 +30,7 @@ from .clock import ServerClock, utcnow
 from .connector import Connector
 from .discovery import SESSION_MARKERS, SYSTEM_DATABASES, PoolKey, looks_like_session, matches
 from .encryption import Encryption
-from .exceptions import ConfigurationError, SessionPoolError
+from .exceptions import ConfigurationError, DatabaseError, SessionPoolError
 from .isphere import adapt
 from .logger import redact_url
 from .now import Now
@@ -315,6 +315,67 @@ class SessionStore:
         )
         return looks_like_session(sample)
 
+    async def classify(self, keys: Sequence[PoolKey]) -> dict[PoolKey, bool]:
+        """Which of the collections *keys* hold sessions: one command per batch of a database's.
+
+        Each collection's first document is asked, on the server, whether it
+        has a session's marks (:data:`~sessionlib.discovery.SESSION_MARKERS`;
+        the payload is not read); an empty collection counts as a pool. A
+        database's collections are asked :data:`POOLS_PER_COMMAND` at a time,
+        by one aggregation (``$unionWith``), as statistics are read. Should a
+        batch fail (a view among them, say), its collections are asked one
+        at a time (:meth:`is_pool`), as they are on mongomock.
+
+        Raises:
+            DatabaseError: the server failed.
+        """
+        verdicts: dict[PoolKey, bool] = {}
+        if driver.is_in_process(self.client):  # mongomock has no $unionWith
+            return {key: await self.is_pool(key) for key in keys}
+        databases: dict[str, list[str]] = {}
+        for key in keys:
+            databases.setdefault(key.database, []).append(key.collection)
+        for database, names in databases.items():
+            for start in range(0, len(names), POOLS_PER_COMMAND):
+                batch = names[start : start + POOLS_PER_COMMAND]
+                try:
+                    marked = await self._marked(database, batch)
+                except DatabaseError as exc:
+                    log.debug(
+                        "asking %d collections of %s at once failed: %s", len(batch), database, exc
+                    )
+                    for name in batch:
+                        key = PoolKey(database, name)
+                        verdicts[key] = await self.is_pool(key)
+                    continue
+                verdicts.update({PoolKey(database, n): marked.get(n, True) for n in batch})
+        return verdicts
+
+    async def _marked(self, database: str, names: list[str]) -> dict[str, bool]:
+        """For each non-empty collection of *names*: whether its first document has a mark."""
+        has_mark = {
+            "$or": [{"$ne": [{"$type": f"${marker}"}, "missing"]} for marker in SESSION_MARKERS]
+        }
+
+        def first(name: str) -> list[dict[str, Any]]:
+            return [
+                {"$limit": 1},
+                {"$project": {"_id": 0, "c": {"$literal": name}, "marked": has_mark}},
+            ]
+
+        pipeline = first(names[0]) + [
+            {"$unionWith": {"coll": name, "pipeline": first(name)}} for name in names[1:]
+        ]
+        collection = self.client.get_database(database)[names[0]]
+
+        async def ask() -> list[dict[str, Any]]:
+            cursor = await driver.resolve(collection.aggregate(pipeline, batchSize=len(names)))
+            rows: list[dict[str, Any]] = await cursor.to_list(None)
+            return rows
+
+        rows = await self._run("aggregate", ask)
+        return {row["c"]: bool(row.get("marked")) for row in rows if isinstance(row.get("c"), str)}
+
     async def list_pools(
         self,
         databases: Sequence[str] | None = None,
@@ -329,8 +390,8 @@ class SessionStore:
             DatabaseError: the server failed.
         """
         candidates = await self.list_collections(databases, include=include, exclude=exclude)
-        verdicts = await asyncio.gather(*(self.is_pool(key) for key in candidates))
-        return [key for key, verdict in zip(candidates, verdicts, strict=True) if verdict]
+        verdicts = await self.classify(candidates)
+        return [key for key in candidates if verdicts[key]]
 
     async def statistics(
         self,

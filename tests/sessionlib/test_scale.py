@@ -71,3 +71,39 @@ async def test_a_refused_batch_is_split_not_read_one_pool_at_a_time(proxy: WireP
     assert all(isinstance(value, PoolStatistics) for value in found.values())
     assert 2 + 8 + 1 == sent  # batches of 400, 400, 200: the two refused, read in quarters
     assert 0 < proxy.refused
+
+
+async def test_discovery_asks_a_database_s_collections_in_one_command_per_batch(
+    proxy: WireProxy,
+) -> None:
+    """Each collection's first document, asked on the server: no find per collection."""
+    count = POOLS_PER_COMMAND + 50
+    async with SessionStore(proxy.url) as store:
+        db = store.client["discover"]
+        for number in range(count):
+            name = f"c{number:04d}"
+            if number % 10 == 3:
+                await db[name].insert_one({"_id": 1, "name": "a user, not a session"})
+            elif number % 10 == 7:
+                await db.create_collection(name)  # empty: may become a pool
+            else:
+                await db[name].insert_one({"_id": 1, "session": {"token": "SECRET"}})
+        keys = await store.list_collections(["discover"])
+        proxy.commands.clear()
+        verdicts = await store.classify(keys)
+        asked = list(proxy.commands)
+
+        proxy.max_stages = 10  # now the batches are refused: asked one by one
+        try:
+            proxy.commands.clear()
+            again = await store.classify(keys)
+            one_by_one = list(proxy.commands)
+        finally:
+            proxy.max_stages = 1000
+
+    assert count == len(verdicts)
+    expected = {key: int(key.collection[1:]) % 10 != 3 for key in keys}
+    assert expected == verdicts
+    assert ["aggregate", "aggregate"] == asked
+    assert expected == again
+    assert count == one_by_one.count("find")
