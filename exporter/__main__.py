@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit
 
+from sessionlib import SessionPoolError
+
 from .config import Config, ConfigError, load_config
 from .daemon import Exporter
 from .secantus import ServerStartError
@@ -56,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ServerStartError as exc:
         log.error("the embedded demo could not start: %s", exc)
+        return 1
+    except SessionPoolError as exc:
+        what = "the embedded demo could not start" if config.embedded else "stopped"
+        log.error("%s: %s", what, exc)
         return 1
     return 0
 

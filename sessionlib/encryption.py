@@ -244,13 +244,8 @@ class Encrypter:
     def explicit(self) -> AsyncClientEncryption[Any]:
         """PyMongo's explicit encryption on this client (made on first use)."""
         if self._explicit is None:
-            from pymongo.asynchronous.encryption import AsyncClientEncryption
-
-            self._explicit = AsyncClientEncryption(
-                self.encryption.providers(),
-                self.encryption.key_vault,
-                self._client,
-                self._client.codec_options,
+            self._explicit = client_encryption(
+                self.encryption.providers(), self.encryption.key_vault, self._client
             )
         return self._explicit
 
@@ -315,6 +310,23 @@ class Encrypter:
             await explicit.close()
 
 
+def client_encryption(
+    providers: Mapping[str, Any], key_vault: str, client: Any
+) -> AsyncClientEncryption[Any]:
+    """PyMongo's explicit encryption with *providers*, its keys in *key_vault* on *client*.
+
+    Raises:
+        EncryptionKeyError: pymongocrypt is missing (``sessionpool[encryption]``).
+    """
+    from pymongo.asynchronous.encryption import AsyncClientEncryption
+    from pymongo.errors import ConfigurationError as DriverConfigurationError
+
+    try:
+        return AsyncClientEncryption(dict(providers), key_vault, client, client.codec_options)
+    except DriverConfigurationError as exc:  # pymongocrypt is not installed
+        raise EncryptionKeyError(f"encryption cannot start: {exc}; {INSTALL}") from None
+
+
 async def create_data_key(encryption: Encryption, client: Any) -> bool:
     """Create the data key named *key_alt_name* unless it exists; return whether it did.
 
@@ -371,11 +383,7 @@ async def rotate_master_key(
         if not await vault.count_documents({"masterKey.provider": source}):
             continue
         providers = {source: {"key": old_key}, target: {"key": new_key}}
-        from pymongo.asynchronous.encryption import AsyncClientEncryption
-
-        explicit: AsyncClientEncryption[Any] = AsyncClientEncryption(
-            providers, old.key_vault, client, client.codec_options
-        )
+        explicit = client_encryption(providers, old.key_vault, client)
         try:
             result = await explicit.rewrap_many_data_key(
                 {"masterKey.provider": source}, provider=target

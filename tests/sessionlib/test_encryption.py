@@ -443,3 +443,27 @@ async def test_the_exporter_serves_the_same_series_for_an_encrypted_pool_without
     assert series("plain")
     assert series("plain") == series("sealed")
     assert "Traceback" not in exporter.log()
+
+
+async def test_without_pymongocrypt_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, wire_url: str, db_name: str, key_file: Path
+) -> None:
+    import pymongo.asynchronous.encryption
+    import pymongo.encryption_options
+
+    monkeypatch.setattr(pymongo.asynchronous.encryption, "_HAVE_PYMONGOCRYPT", False)
+    monkeypatch.setattr(pymongo.encryption_options, "_HAVE_PYMONGOCRYPT", False)
+    encryption = Encryption(key_file=key_file, key_vault=f"{db_name}.keyvault")
+
+    with pytest.raises(EncryptionKeyError, match=r"pip install 'sessionpool\[encryption\]'"):
+        encryption.auto_encryption_opts()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(wire_url)
+    try:
+        with pytest.raises(EncryptionKeyError, match=r"sessionpool\[encryption\]"):
+            await create_data_key(encryption, client)
+    finally:
+        await client.close()
+    with pytest.raises(EncryptionKeyError, match=r"sessionpool\[encryption\]"):
+        await MongoSessions(
+            wire_url, db=db_name, collection="telegram", encryption=encryption
+        ).connect()
