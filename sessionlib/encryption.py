@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -398,8 +398,3 @@ async def rotate_master_key(
     if not rotated:
         raise EncryptionKeyError(f"key file {old.key_file} opens no data key of {old.key_vault}")
     return rotated
-
-
-def listed_fields(encryption: Encryption | None, names: Iterable[str]) -> list[str]:
-    """The names among *names* that *encryption* encrypts."""
-    return [] if encryption is None else [n for n in names if n in encryption.fields]
