@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from types import MappingProxyType
 
 from sessionlib import LockKind, PoolKey, SessionPoolError, SessionStore
@@ -43,12 +44,21 @@ class AutoRelease:
         config: Concurrency and the per-pool time limit.
         latest: Returns the latest published snapshot (which pools have
             expired locks).
+        clock: Returns now, to compare the pools' earliest unlocks with
+            (default: the server's clock, as the store reads it).
     """
 
-    def __init__(self, store: SessionStore, config: Config, latest: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        config: Config,
+        latest: Callable[[], Snapshot],
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.latest = latest
+        self.clock = clock or store.clock
         self._totals: dict[tuple[PoolKey, str], int] = {}
 
     def totals(self, pools: Iterable[PoolKey]) -> Released:
@@ -62,12 +72,20 @@ class AutoRelease:
         )
 
     async def run(self) -> dict[PoolKey, dict[str, int]]:
-        """Release expired locks where the last refresh saw some; return what was released."""
+        """Release expired locks where there are some; return what was released.
+
+        A pool has work when the last refresh saw expired locks or ended
+        scoped locks in it, or when its earliest lock has ended since; the
+        others cost no command at all.
+        """
         snapshot = self.latest()
+        now = self.clock()
         wanted = [
             key
             for key, stats in snapshot.statistics.items()
-            if stats.expired > 0 or stats.scopes_ended > 0
+            if stats.expired > 0
+            or stats.scopes_ended > 0
+            or (stats.next_unlock is not None and stats.next_unlock <= now)
         ]
         if not wanted or not snapshot.up:
             return {}

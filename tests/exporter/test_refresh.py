@@ -222,3 +222,41 @@ async def test_released_locks_count_from_zero_for_every_discovered_pool(
     after = await subject.refresh()
     assert 1 == after.released[(telegram, "locked")]
     assert 0 == after.released[(telegram, "blocked")]
+
+
+async def test_auto_release_asks_only_pools_with_work(mock_client: Any) -> None:
+    """No expired lock anywhere: no command. A lock that ended since the refresh: its pool."""
+    config = Config(mongo_url="mongodb://unused", databases=("pools",), auto_release=True)
+    store = open_store(config, client=mock_client)
+    state = State(config.interval)
+    later = timedelta()
+    release = AutoRelease(
+        store, config, lambda: state.snapshot, clock=lambda: datetime.now(UTC) + later
+    )
+    subject = Refresher(
+        store, Discovery(store, config), state, config, release=release, wall_clock=lambda: NOW
+    )
+    telegram = await MongoSessions(db="pools", collection="telegram", client=mock_client).connect()
+    await subject.refresh()
+    asked: list[PoolKey] = []
+    real = store.pool
+
+    def counting(db: str, collection: str, **settings: Any) -> MongoSessions:
+        asked.append(PoolKey(db, collection))
+        return real(db, collection, **settings)
+
+    store.pool = counting  # type: ignore[method-assign]
+
+    assert {} == await release.run()
+    assert [] == asked  # no pool had work
+
+    # A lock the refresh saw unexpired; an hour later its pool has work.
+    await telegram.session_lock({"_id": 0}, {"minutes": 30})
+    await subject.refresh()
+    assert 0 == state.snapshot.statistics[PoolKey("pools", "telegram")].expired
+    assert {} == await release.run()
+    assert [] == asked
+    later = timedelta(hours=1)
+    await release.run()
+
+    assert [PoolKey("pools", "telegram")] == asked
