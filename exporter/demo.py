@@ -32,7 +32,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +179,7 @@ class DemoTraffic:
             for name in DEMO_POOLS:
                 await encrypt_pool(store.pool(DEMO_DATABASE, name).core, encryption)
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(work))
 
     async def _fill(self, pool: MongoSessions, name: str, size: int) -> None:

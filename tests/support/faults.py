@@ -7,11 +7,11 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Self
+
+from tests.support.loopback import LoopbackProxy
 
 
-class BlackholeProxy:
+class BlackholeProxy(LoopbackProxy):
     """Forwards 127.0.0.1:port to *target_port*; :meth:`blackhole` makes it silent.
 
     While silent, it accepts connections and reads what clients send, but
@@ -20,37 +20,8 @@ class BlackholeProxy:
     """
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port: int = self._listener.getsockname()[1]
+        super().__init__(target_port)
         self._silent = threading.Event()
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
-
-    def _track(self, sock: socket.socket) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-
-    def _accept(self) -> None:
-        self._listener.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._track(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         upstream: socket.socket | None = None
@@ -82,29 +53,6 @@ class BlackholeProxy:
         """Drop the held connections and forward again."""
         self._silent.clear()
         self._close_all()
-
-    def _close_all(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._close_all()
-        self._listener.close()
 
 
 @contextlib.contextmanager

@@ -22,10 +22,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import bson
+
+from tests.support.loopback import LoopbackProxy
 
 OP_MSG = 2013
 _HEADER = struct.Struct("<iiii")  # length, requestID, responseTo, opCode
@@ -77,7 +78,7 @@ def refusal(request: bytes, code: int, message: str) -> bytes:
     return _HEADER.pack(16 + len(payload), 0, request_id, OP_MSG) + payload
 
 
-class WireProxy:
+class WireProxy(LoopbackProxy):
     """Forwards 127.0.0.1:port to *target_port*, message by message.
 
     Attributes (set them while it runs):
@@ -91,7 +92,6 @@ class WireProxy:
     """
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
         self.local_time: datetime | None = None
         self.delays: dict[str, float | list[float]] = {}
         self.once: set[str] = set()
@@ -99,46 +99,25 @@ class WireProxy:
         self.max_message: int | None = None
         self.commands: list[str] = []
         self.refused = 0
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(64)
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        super().__init__(target_port)
 
-    @property
-    def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
-
-    def _accept(self) -> None:
-        self._listener.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._sockets += [client, upstream]
-            hellos: dict[int, str] = {}
-            for source, target, step in (
-                (client, upstream, self._request),
-                (upstream, client, self._reply),
-            ):
-                thread = threading.Thread(
-                    target=self._pump, args=(source, target, step, hellos), daemon=True
-                )
-                thread.start()
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        self._track(upstream)
+        hellos: dict[int, str] = {}
+        for source, target, step in (
+            (client, upstream, self._request),
+            (upstream, client, self._reply),
+        ):
+            thread = threading.Thread(
+                target=self._pump, args=(source, target, step, hellos), daemon=True
+            )
+            thread.start()
 
     def _pump(
         self,
@@ -199,26 +178,6 @@ class WireProxy:
         if parsed is not None and self.local_time is not None and "localTime" in parsed[1]:
             return with_body(message, {**parsed[1], "localTime": self.local_time})
         return message
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        self._listener.close()
 
 
 def longest_pipeline(pipeline: Any) -> int:
