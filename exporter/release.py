@@ -1,33 +1,35 @@
 """Auto-release: tidy expired locks on a schedule, and count them.
 
 Off by default, because it writes. It visits only pools that the last refresh
-saw with expired locks, and only after checking, one listing per database,
-that their collections still exist: an update never brings back a collection
-someone dropped (SecantusDB creates a collection on an update; MongoDB does
-not). The counts it keeps are published by the next refresh, which alone
-writes the snapshot.
+saw with expired locks or ended scoped locks, or whose earliest lock has ended
+since. One command per database (per 400 pools) counts what each of them has
+to tidy, then one command per pool with work writes it all (see
+:mod:`sessionlib.expiry`). The count also proves the collection still exists:
+an update never brings back a collection someone dropped (SecantusDB creates
+a collection on an update; MongoDB does not). The counts it keeps are
+published by the next refresh, which alone writes the snapshot.
 
 Two exporters may release the same pool at once: each session's update is
 atomic and matches only expired locks, so each lock is released once, by one
-of them, and their counters add up.
+of them. A write's reply has one total, so the split between kinds is the
+count's, cut to the total: their counters add up to the locks released.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import MappingProxyType
 
-from sessionlib import LockKind, PoolKey, SessionPoolError, SessionStore
+from sessionlib import LockKind, PoolKey, SessionPoolError, SessionStore, expiry
 
 from .config import Config
 from .snapshot import Released, Snapshot
 
 __all__ = ["KINDS", "SCOPED", "AutoRelease"]
 
-SCOPED = "scope"
+SCOPED = expiry.SCOPED
 """The ``kind`` under which scoped locks that ended are counted."""
 
 KINDS = (*(kind.value for kind in LockKind), SCOPED)
@@ -89,40 +91,18 @@ class AutoRelease:
         ]
         if not wanted or not snapshot.up:
             return {}
-        existing = await self._existing(wanted)
-        semaphore = asyncio.Semaphore(self.config.concurrency)
-
-        async def one(key: PoolKey) -> dict[str, int] | None:
-            pool = self.store.pool(*key)
-            ended = snapshot.statistics[key].scopes_ended
-            async with semaphore:
-                try:
-                    async with asyncio.timeout(self.config.pool_timeout):
-                        released = await pool.release_expired_locks()
-                        if ended:
-                            released[SCOPED] = await pool.release_expired_scoped_locks()
-                        return released
-                except (SessionPoolError, TimeoutError) as exc:
-                    log.warning("releasing expired locks in %s failed: %s", key, exc or "timeout")
-                    return None
-
-        outcomes = await asyncio.gather(*(one(key) for key in existing))
-        released = {
-            key: outcome for key, outcome in zip(existing, outcomes, strict=True) if outcome
-        }
-        for key, by_kind in released.items():
-            for kind, count in by_kind.items():
+        outcomes = await self.store.release_expired(
+            wanted, concurrency=self.config.concurrency, time_limit=self.config.pool_timeout
+        )
+        released: dict[PoolKey, dict[str, int]] = {}
+        for key, outcome in outcomes.items():
+            if isinstance(outcome, SessionPoolError):
+                log.warning("releasing expired locks in %s failed: %s", key, outcome)
+                continue
+            released[key] = {kind: outcome.get(kind, 0) for kind in KINDS}
+            for kind, count in released[key].items():
                 self._totals[(key, kind)] = self._totals.get((key, kind), 0) + count
         total = sum(sum(by_kind.values()) for by_kind in released.values())
         if total:
             log.debug("released %d expired lock(s)", total)
         return released
-
-    async def _existing(self, keys: list[PoolKey]) -> list[PoolKey]:
-        databases = sorted({key.database for key in keys})
-        try:
-            present = set(await self.store.list_collections(databases))
-        except SessionPoolError as exc:
-            log.warning("auto-release skipped: listing the pools failed: %s", exc)
-            return []
-        return [key for key in keys if key in present]

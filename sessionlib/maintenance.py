@@ -9,13 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import updates
+from . import expiry, updates
 from .core import PoolCore
 from .encryption import Encrypter, Encryption, is_ciphertext
 from .indexes import LEGACY_INDEXES, SPARSE, index_specs
 from .order import adopted_since, key_stage
-from .scopes import expired_scopes_update
-from .states import LOCK_KINDS
 
 __all__ = [
     "Encrypted",
@@ -39,22 +37,24 @@ async def requeue(core: PoolCore) -> int:
 async def release_expired_locks(core: PoolCore) -> dict[str, int]:
     """Tidy the expired locks, per lock kind, and requeue sessions changed by hand.
 
+    Two commands: a count of each statement's work and one write of them all
+    (see :mod:`sessionlib.expiry`).
+
     Returns:
         The number of sessions released, per lock kind.
     """
     now = await core.now()
-    released: dict[str, int] = {}
-    for kind in LOCK_KINDS:
-        query, update = updates.release_expired(core.connection, kinds=(kind,), now=now)
-        released[kind.value] = (await core.connection.update_many(query, update)).modified_count
-    await requeue(core)
-    return released
+    chosen = expiry.statements(core, now, (*expiry.KINDS, expiry.REQUEUED))
+    rows = await core.connection.aggregate(expiry.counts_pipeline(chosen))
+    counts = expiry.counts_of(rows[0] if rows else {}, list(chosen))
+    released = await expiry.release(core, now, counts)
+    return {kind: released[kind] for kind in expiry.KINDS}
 
 
 async def release_expired_scoped_locks(core: PoolCore) -> int:
     """Drop the scoped locks that have ended; return how many sessions had some."""
     now = await core.now()
-    query, update = expired_scopes_update(now.at)
+    query, update = expiry.statements(core, now, (expiry.SCOPED,))[expiry.SCOPED]
     return (await core.connection.update_many(query, update)).modified_count
 
 

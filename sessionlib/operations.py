@@ -12,7 +12,13 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+from pymongo.results import (
+    BulkWriteResult,
+    DeleteResult,
+    InsertManyResult,
+    InsertOneResult,
+    UpdateResult,
+)
 
 from . import driver
 from .connect import MongoConnectInterface
@@ -95,6 +101,12 @@ class MongoOperations(MongoConnectInterface):
     async def update_many(self, *args: Any, **kwargs: Any) -> UpdateResult:
         """Update all matching documents (``Collection.update_many``)."""
         result: UpdateResult = await self.sessions.update_many(*args, **kwargs)
+        return result
+
+    @timeout
+    async def bulk_write(self, *args: Any, **kwargs: Any) -> BulkWriteResult:
+        """Send several writes in one command (``Collection.bulk_write``)."""
+        result: BulkWriteResult = await self.sessions.bulk_write(*args, **kwargs)
         return result
 
     @timeout

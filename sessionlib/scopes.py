@@ -106,9 +106,21 @@ def scope_statistics_pipeline(now: datetime, available: dict[str, Any]) -> list[
 
 
 def expired_scopes_update(now: datetime) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The filter and pipeline update that drop the scoped locks ended by *now*."""
+    """The filter and pipeline update that drop the scoped locks ended by *now*.
+
+    The filter matches the sessions with one to drop, so counting it counts
+    what the update changes (see :mod:`sessionlib.expiry`).
+    """
+    dropped = {
+        "$filter": {
+            "input": {"$objectToArray": f"${SCOPES}"},
+            # The update's keep, negated: comparisons order every type, so any value no date goes.
+            "cond": {"$lt": ["$$this.v", now]},
+        }
+    }
+    ended = {"$gt": [{"$size": dropped}, 0]}
     return (
-        {"$expr": is_document_expression(f"${SCOPES}")},
+        {"$expr": {"$cond": [is_document_expression(f"${SCOPES}"), ended, False]}},
         [
             {
                 "$set": {

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 import bson
 
-from . import driver, reading
+from . import driver, expiry, reading
 from .client import MongoSessions
 from .clock import ServerClock, utcnow
 from .connector import Connector
@@ -486,6 +486,43 @@ class SessionStore:
         found = await reading.statistics_of(core, collections, now)
         return {PoolKey(database, name): statistics for name, statistics in found.items()}
 
+    async def release_expired(
+        self, keys: Sequence[PoolKey], *, concurrency: int = 16, time_limit: float | None = None
+    ) -> dict[PoolKey, dict[str, int] | SessionPoolError]:
+        """Tidy the expired locks of many pools; return what was released, per pool and kind.
+
+        One command per batch of :data:`POOLS_PER_COMMAND` of a database's
+        pools counts each pool's work, then one command per pool with work
+        writes it (see :mod:`sessionlib.expiry`); a pool with none, or dropped,
+        costs nothing more and is left out. Each pool's entry has every name
+        of :data:`~sessionlib.expiry.WORK`, or the error its batch or its
+        write met. Writes run *concurrency* at a time, each bounded by
+        *time_limit* seconds (default: the store's timeout).
+        """
+        settings = {**self._pool_defaults, "timeout": time_limit or self._options.timeout}
+        semaphore = asyncio.Semaphore(concurrency)
+        results: dict[PoolKey, dict[str, int] | SessionPoolError] = {}
+
+        async def write(database: str, name: str, now: Now, counts: dict[str, int]) -> None:
+            async with semaphore:
+                try:
+                    core = self._pool(database, name, settings).core
+                    results[PoolKey(database, name)] = await expiry.release(core, now, counts)
+                except SessionPoolError as exc:
+                    results[PoolKey(database, name)] = exc
+
+        for database, batch in _batched(keys, POOLS_PER_COMMAND):
+            core = self._pool(database, batch[0], settings).core
+            try:
+                now = await core.now()
+                work = await expiry.counts_in(core, batch, now)
+            except SessionPoolError as exc:
+                results.update({PoolKey(database, name): exc for name in batch})
+                continue
+            busy = {name: counts for name, counts in work.items() if any(counts.values())}
+            await asyncio.gather(*(write(database, n, now, c) for n, c in busy.items()))
+        return results
+
     async def close(self) -> None:
         """Close the client if this store created it; safe to call more than once."""
         await self._connector.close()
@@ -500,3 +537,15 @@ class SessionStore:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _batched(keys: Iterable[PoolKey], size: int) -> list[tuple[str, list[str]]]:
+    """*keys* as (database, collections) batches of at most *size*, in order."""
+    by_database: dict[str, list[str]] = {}
+    for key in keys:
+        by_database.setdefault(key.database, []).append(key.collection)
+    return [
+        (database, names[start : start + size])
+        for database, names in by_database.items()
+        for start in range(0, len(names), size)
+    ]

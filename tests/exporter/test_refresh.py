@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,7 +218,7 @@ async def test_released_locks_count_from_zero_for_every_discovered_pool(
     )
     await subject.refresh()
     released = await release.run()
-    assert {telegram: {**dict.fromkeys(KINDS[:-1], 0), "locked": 1}} == released
+    assert {telegram: {**dict.fromkeys(KINDS, 0), "locked": 1}} == released
     after = await subject.refresh()
     assert 1 == after.released[(telegram, "locked")]
     assert 0 == after.released[(telegram, "blocked")]
@@ -239,13 +239,13 @@ async def test_auto_release_asks_only_pools_with_work(mock_client: Any) -> None:
     telegram = await MongoSessions(db="pools", collection="telegram", client=mock_client).connect()
     await subject.refresh()
     asked: list[PoolKey] = []
-    real = store.pool
+    real = store.release_expired
 
-    def counting(db: str, collection: str, **settings: Any) -> MongoSessions:
-        asked.append(PoolKey(db, collection))
-        return real(db, collection, **settings)
+    async def counting(keys: Sequence[PoolKey], **options: Any) -> Any:
+        asked.extend(keys)
+        return await real(keys, **options)
 
-    store.pool = counting  # type: ignore[method-assign]
+    store.release_expired = counting  # type: ignore[method-assign]
 
     assert {} == await release.run()
     assert [] == asked  # no pool had work

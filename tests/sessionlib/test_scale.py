@@ -8,6 +8,7 @@ would: a pipeline of more than 1,000 stages, or a command larger than a size.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from sessionlib.store import POOLS_PER_COMMAND
 from tests.support.wire_proxy import WireProxy
 
 pytestmark = pytest.mark.wire
+
+HANDSHAKES = {"ismaster", "hello"}
+"""What the driver sends on its own (monitoring, new connections), not the library."""
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +111,51 @@ async def test_discovery_asks_a_database_s_collections_in_one_command_per_batch(
     assert ["aggregate", "aggregate"] == asked
     assert expected == again
     assert count == one_by_one.count("find")
+
+
+async def test_auto_release_counts_in_one_command_per_database_and_writes_once_per_pool(
+    proxy: WireProxy,
+) -> None:
+    """200 pools asked, 10 with ended locks of every kind: 1 count + 10 writes, counts exact."""
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    future = datetime.now(UTC) + timedelta(hours=1)
+    kinds = ("in_use", "locked", "blocked", "budget")
+    async with SessionStore(proxy.url) as store:
+        db = store.client["expiry"]
+        for number in range(200):
+            documents: list[dict[str, object]] = [{"_id": 0, "session": {}}]
+            if number % 20 == 5:  # ten pools with work, of every kind, and one still held
+                documents += [
+                    {"_id": 1 + i, "session": {}, "next_use": past, "lock_kind": kind}
+                    for i, kind in enumerate(kinds)
+                ]
+                documents.append(
+                    {"_id": 9, "session": {}, "next_use": future, "lock_kind": "locked"}
+                )
+                documents.append(
+                    {"_id": 10, "session": {}, "scopes": {"search": past, "x": future}}
+                )
+            await db[f"p{number:03d}"].insert_many(documents)
+        keys = [PoolKey("expiry", f"p{number:03d}") for number in range(200)]
+        keys.append(PoolKey("expiry", "dropped"))
+        proxy.commands.clear()
+        released = await store.release_expired(keys)
+        sent = [name for name in proxy.commands if name.lower() not in HANDSHAKES]
+        names = await db.list_collection_names()
+        held = await db["p005"].find_one({"_id": 9})
+        scoped = await db["p005"].find_one({"_id": 10})
+        again = await store.release_expired(keys)
+
+    busy = [
+        key for key in keys if key.collection[1:].isdigit() and int(key.collection[1:]) % 20 == 5
+    ]
+    assert 1 == sent.count("aggregate")
+    assert 10 == sent.count("update")
+    assert len(sent) <= 11 + 1  # and the server's clock, at most once
+    assert set(busy) == set(released)
+    for key in busy:
+        assert {**dict.fromkeys(kinds, 1), "scope": 1, "requeue": 0} == released[key]
+    assert "dropped" not in names  # a dropped pool is not brought back
+    assert held is not None and "locked" == held["lock_kind"]
+    assert scoped is not None and ["x"] == list(scoped["scopes"])
+    assert {} == again  # nothing left to do
