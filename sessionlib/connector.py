@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
 from . import driver
@@ -26,6 +27,7 @@ from .exceptions import (
 )
 from .isphere import adapt
 from .logger import redact_url
+from .watching import PoolWatch
 
 if TYPE_CHECKING:
     from .options import PoolOptions
@@ -71,6 +73,8 @@ class Connector:
         self._syncing: asyncio.Task[None] | None = None
         self.encrypter: Encrypter | None = None
         """Encrypts the pools' listed fields, if they are encrypted (set by :meth:`open`)."""
+        self.watches: dict[Hashable, PoolWatch] = {}
+        """The change streams waiters share, one per pool (see :mod:`sessionlib.watching`)."""
 
     @property
     def client(self) -> driver.Client:
@@ -199,6 +203,9 @@ class Connector:
             self._syncing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._syncing
+        for watch in self.watches.values():
+            await watch.close()
+        self.watches.clear()
         if self.encrypter is not None:
             encrypter, self.encrypter = self.encrypter, None
             await encrypter.close()

@@ -21,6 +21,7 @@ A core is cheap: the façade makes one per call, so a copy made by
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,6 +33,7 @@ from .now import Now
 from .options import PoolOptions
 from .states import Filter, combine
 from .storedtime import StoredTime
+from .watching import PoolWatch, change_filter
 
 if TYPE_CHECKING:
     from .breaker import BreakerGuard
@@ -114,6 +116,28 @@ class PoolCore:
     def read_now(self) -> Now:
         """The current now without syncing the clock (for the seed's synchronous hooks)."""
         return Now.read(self.connection.clock, self.time, on_server=self.on_server)
+
+    def watch(self) -> PoolWatch | None:
+        """The pool's change stream that waiters share, or ``None``: they poll.
+
+        Only a pool on a real server's clock, pausing with ``asyncio.sleep``,
+        whose server has change streams (see :mod:`sessionlib.watching`).
+        """
+        connector = self.connection.connector
+        if connector is None or not self.on_server or self.options.sleep is not asyncio.sleep:
+            return None
+        fields = self.connection
+        key = (*self.name, fields.next_use, fields.active, fields.lock_kind, self.time)
+        found = connector.watches.get(key)
+        if found is None:
+            found = connector.watches[key] = PoolWatch(
+                fields.sessions,
+                [change_filter(fields.next_use, fields.active, fields.lock_kind)],
+                next_use=fields.next_use,
+                load=self.time.load,
+                clock=fields.clock,
+            )
+        return None if found.supported is False else found
 
     async def encrypt(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """*data* with the pool's encrypted fields encrypted (a copy; as it is without encryption).

@@ -20,11 +20,13 @@ by hand. Seed-style calls with plain ``{"_id": ...}`` dicts are never
 lease-checked; dicts from ``get_session`` are when the pool is created with
 ``fenced=True``.
 
-Waiting polls with :data:`~sessionlib.backoff.WAITING` backoff, never sleeping
-past the moment the earliest locked session frees up, nor past the deadline.
-Time comes from the pool's clock and pauses from its ``sleep``, so tests move a
-clock instead of sleeping. This module knows the pool only through the
-:class:`LeasingPool` protocol.
+Waiting asks again when the pool's change stream says something may have
+freed a session, or the earliest lock ends (see :mod:`sessionlib.watching`).
+Without change streams it polls with :data:`~sessionlib.backoff.WAITING`
+backoff, never sleeping past the moment the earliest locked session frees up,
+nor past the deadline. Time comes from the pool's clock and pauses from its
+``sleep``, so tests move a clock instead of sleeping (and poll). This module
+knows the pool only through the :class:`LeasingPool` protocol.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from .exceptions import InvalidInputError, NoSessionAvailableError, SessionPoolE
 from .isphere import adapt
 from .updates import FENCE, LEASE
 from .validation import delay_to_timedelta
+from .watching import UNLOCK, Ticket
 
 __all__ = [
     "Block",
@@ -422,7 +425,11 @@ async def wait_for_session(
     scope: str | None = None,
     where: Mapping[str, Any] | None = None,
 ) -> Lease:
-    """Return a lease on a session of *pool*, polling for up to *wait* seconds.
+    """Return a lease on a session of *pool*, waiting for up to *wait* seconds.
+
+    On a server with change streams, a waiter asks when something may have
+    freed a session (see :mod:`sessionlib.watching`); else, and with a
+    *scope* or *where*, it polls.
 
     Raises:
         NoSessionAvailableError: none became available in time (its
@@ -433,10 +440,66 @@ async def wait_for_session(
     budget = delay_to_timedelta(wait, 0, name="wait")
     core = pool.core
     started = pool.clock()
-    deadline = started + budget
+    ask = Ask(count_use, hold, scope, where)
+    watch = core.watch() if budget and scope is None and where is None else None
+    if watch is not None:
+        ticket = watch.join()  # in the queue before asking: no change is missed
+        try:
+            opening = min(budget.total_seconds(), core.options.timeout)
+            if await watch.ready(opening):
+                lease = await _streamed(pool, ticket, ask, started + budget)
+                if lease is not None:
+                    _waited(core, (pool.clock() - started).total_seconds())
+                    return lease
+        finally:
+            watch.leave(ticket)
+    return await _polled(pool, ask, started, started + budget)
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What a waiter asks for: :meth:`LeasingPool.acquire`'s arguments."""
+
+    count_use: int
+    hold: float | None
+    scope: str | None
+    where: Mapping[str, Any] | None
+
+    async def of(self, pool: LeasingPool) -> Lease | None:
+        """One hand-out attempt."""
+        return await pool.acquire(self.count_use, self.hold, scope=self.scope, where=self.where)
+
+
+async def _streamed(
+    pool: LeasingPool, ticket: Ticket, ask: Ask, deadline: datetime
+) -> Lease | None:
+    """Ask when woken, until a lease, the deadline, or the stream is lost (``None``: poll)."""
+    watch = ticket.watch
+    reason: str | None = None
+    while True:
+        lease = await ask.of(pool)
+        if reason == UNLOCK or not watch.known:
+            watch.probed(await pool.next_available_at())  # the next lock to end
+            if lease is not None and reason == UNLOCK:
+                watch.leave(ticket)
+                watch.wake(UNLOCK)  # locks that ended at the same instant freed more
+        paused = await _paused_until(pool.core)
+        if lease is not None or not watch.open or paused is not None:
+            return lease  # a paused breaker: poll until the pause ends
+        remaining = (deadline - pool.clock()).total_seconds()
+        if remaining <= 0:
+            return None
+        reason = await ticket.wait(remaining)
+        if reason is None:
+            return None  # the deadline: the last attempt polls, to say when to try again
+
+
+async def _polled(pool: LeasingPool, ask: Ask, started: datetime, deadline: datetime) -> Lease:
+    """Poll with :data:`~sessionlib.backoff.WAITING` backoff until a lease or the deadline."""
+    core = pool.core
     attempt = 0
     while True:
-        lease = await pool.acquire(count_use, hold, scope=scope, where=where)
+        lease = await ask.of(pool)
         if lease is not None:
             _waited(core, (pool.clock() - started).total_seconds())
             return lease

@@ -156,6 +156,8 @@ async def test_auto_release_counts_in_one_command_per_database_and_writes_once_p
     for key in busy:
         assert {**dict.fromkeys(kinds, 1), "scope": 1, "requeue": 0} == released[key]
     assert "dropped" not in names  # a dropped pool is not brought back
-    assert held is not None and "locked" == held["lock_kind"]
-    assert scoped is not None and ["x"] == list(scoped["scopes"])
+    assert held is not None
+    assert "locked" == held["lock_kind"]
+    assert scoped is not None
+    assert ["x"] == list(scoped["scopes"])
     assert {} == again  # nothing left to do

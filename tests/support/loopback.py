@@ -52,6 +52,10 @@ class LoopbackProxy:
             self._track(client)
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
+    def drop_connections(self) -> None:
+        """Cut every connection open now, as a network blip does (the proxy keeps listening)."""
+        self._close_all()
+
     def _close_all(self) -> None:
         with self._lock:
             sockets, self._sockets = self._sockets, []

@@ -89,6 +89,7 @@ class WireProxy(LoopbackProxy):
         max_stages: Refuse an ``aggregate`` whose pipeline, or one of its
             sub-pipelines, has more stages than this.
         max_message: Refuse a command message larger than this many bytes.
+        no_change_streams: Refuse ``$changeStream``, as a standalone mongod does.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -96,6 +97,7 @@ class WireProxy(LoopbackProxy):
         self.delays: dict[str, float | list[float]] = {}
         self.once: set[str] = set()
         self.max_stages: int | None = None
+        self.no_change_streams = False
         self.max_message: int | None = None
         self.commands: list[str] = []
         self.refused = 0
@@ -157,6 +159,9 @@ class WireProxy(LoopbackProxy):
     def _refusal(self, name: str, document: dict[str, Any], size: int) -> tuple[int, str] | None:
         if self.max_message is not None and size > self.max_message:
             return 10334, f"BSONObjectTooLarge: command of {size} bytes"
+        pipeline = document.get("pipeline") or [{}]
+        if self.no_change_streams and name == "aggregate" and "$changeStream" in pipeline[0]:
+            return 40573, "The $changeStream stage is only supported on replica sets"
         if self.max_stages is not None and name == "aggregate":
             stages = longest_pipeline(document.get("pipeline", []))
             if stages > self.max_stages:
