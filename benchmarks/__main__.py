@@ -13,11 +13,18 @@ import os
 import time
 from pathlib import Path
 
-from .backends import open_backend
+from .backends import Backend, open_backend
 from .encryption import encryption_cost
 from .handout import clock_cost, stepped_over_figures
 from .pool import against_seed, contention, overhead, round_trips, scaling
 from .report import Report
+from .scale import (
+    auto_release_commands,
+    commands_past_limits,
+    refresh_against_seed,
+    statistics_against_seed,
+    waiting,
+)
 from .scrape import refresh_commands, refresh_cost, render_latency, scrape_latency
 
 
@@ -60,7 +67,20 @@ async def run(report: Report, backends: list[str], quick: bool) -> None:
                 pools = 100 if quick else 1000
                 database = await refresh_cost(backend, report, pools, repeat=2 if quick else 5)
                 await scrape_latency(backend, report, database, pools, scrapes=50 if quick else 500)
+                await scale(backend, report, quick)
         print(f"   ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+async def scale(backend: Backend, report: Report, quick: bool) -> None:
+    """The scale figures (see :mod:`benchmarks.scale`), side by side in one run."""
+    await statistics_against_seed(
+        backend, report, [1000] if quick else [1000, 10_000], repeat=5 if quick else 9
+    )
+    await refresh_against_seed(backend, report, 100 if quick else 400, repeat=3 if quick else 5)
+    if backend.server is not None:  # the stage limit and change streams: through a proxy
+        await commands_past_limits(backend, report, [1, 100, 499, 1000, 3000])
+        await waiting(backend, report, 50, idle=3 if quick else 10, releases=10 if quick else 30)
+    await auto_release_commands(backend, report, 200, 10)
 
 
 def main() -> None:

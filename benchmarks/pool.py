@@ -14,7 +14,7 @@ from pymongo import ReturnDocument
 
 from sessionlib import MongoSessions, handout
 from sessionlib.now import Now
-from sessionlib.stats import grouped_pipeline, index_match
+from sessionlib.stats import grouped_pipeline
 
 from .backends import Backend
 from .report import Figure, Report
@@ -292,7 +292,7 @@ async def explain(backend: Backend, pool: MongoSessions) -> dict[str, tuple[Any,
         },
         "statistics": {
             "aggregate": pool.collection_name,
-            "pipeline": grouped_pipeline(pool, now.at, match=index_match(pool)),
+            "pipeline": grouped_pipeline(pool, now.at),
             "cursor": {},
         },
     }

@@ -22,18 +22,15 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import MappingProxyType
 
-from sessionlib import LockKind, PoolKey, SessionPoolError, SessionStore, expiry
+from sessionlib import RELEASED_KINDS, PoolKey, SessionPoolError, SessionStore
 
 from .config import Config
 from .snapshot import Released, Snapshot
 
-__all__ = ["KINDS", "SCOPED", "AutoRelease"]
+__all__ = ["KINDS", "AutoRelease"]
 
-SCOPED = expiry.SCOPED
-"""The ``kind`` under which scoped locks that ended are counted."""
-
-KINDS = (*(kind.value for kind in LockKind), SCOPED)
-"""Every ``kind`` a pool's released-locks counter has, from 0 on."""
+KINDS = RELEASED_KINDS
+"""Every ``kind`` a pool's released-locks counter has, from 0 on (``scope``: scoped locks)."""
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ from .exceptions import (
     SessionPoolError,
     StaleLeaseError,
 )
+from .expiry import RELEASED_KINDS
 from .lease import Block, Deactivate, Lease, Lock, Release, Report
 from .logger import redact_url
 from .maintenance import encrypt_pool
@@ -61,6 +62,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "FOLDED_SCOPE",
+    "RELEASED_KINDS",
     "Block",
     "BreakerState",
     "Budget",

@@ -37,6 +37,7 @@ __all__ = [
     "budget_updates",
     "check_budgets",
     "room_expression",
+    "spent_expression",
 ]
 
 BUDGETS = "budgets"
@@ -153,6 +154,21 @@ def room_expression(
         if b.applies(scope)
     ]
     return {"$and": conditions} if conditions else None
+
+
+def spent_expression(
+    budgets: Sequence[Budget], *, scope: str | None, now: Now
+) -> dict[str, Any] | None:
+    """An expression: the budgets that apply to *scope* admit no hand-out now (statistics).
+
+    ``None`` when no budget applies. A session with no budget entries has
+    room, so the budgets are evaluated only for the sessions that have some.
+    """
+    room = room_expression(budgets, scope=scope, now=now)
+    if room is None:
+        return None
+    recorded = {"$ne": [{"$ifNull": [f"${BUDGETS}", None]}, None]}
+    return {"$cond": [recorded, {"$not": room}, False]}
 
 
 def budget_filter(

@@ -37,6 +37,7 @@ from .stats import POOL_FIELD, as_count
 
 __all__ = [
     "KINDS",
+    "RELEASED_KINDS",
     "REQUEUED",
     "SCOPED",
     "WORK",
@@ -56,6 +57,8 @@ KINDS = tuple(kind.value for kind in LOCK_KINDS)
 """The statements that tidy ended locks, one per lock kind."""
 WORK = (*KINDS, SCOPED, REQUEUED)
 """Every statement, in the order a write sends them."""
+RELEASED_KINDS = (*KINDS, SCOPED)
+"""What :meth:`~sessionlib.store.SessionStore.release_expired` counts as released locks."""
 
 Statement = tuple[dict[str, Any], Any]
 

@@ -37,12 +37,13 @@ true) keeps an order key in the future: it is handed out after the sessions
 keyed earlier, until ``release_expired_locks`` (the exporter's auto-release)
 moves its key where the rule says.
 
-**Statistics read no document.** The state index ``{active, next_use,
-lock_kind, locked_at, count_use, count_success}`` holds every field the
-statistics group on, and the statistics pipeline starts with a ``$match`` on
-``active`` that every document passes, so the server can answer from the
-index alone (a covered plan: no document examined). Its prefix ``{active,
-next_use}`` also serves ``release_expired_locks``.
+**Statistics read each document once.** They group every document of the
+pool by its state and read raw fields, ``scopes`` among them, which no
+index holds: a collection scan, one per pool (the seed's statistics were
+four). The state index ``{active, next_use, lock_kind, locked_at, count_use,
+count_success}`` serves auto-release: its prefix ``{active, next_use}``
+finds the ended locks.
+
 Neither index grows the work of a write: a hand-out changes ``ready_at``,
 ``next_use`` and ``count_use`` anyway, so each index's entry is rewritten once
 either way.

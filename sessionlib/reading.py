@@ -5,8 +5,12 @@ its own or a :class:`~sessionlib.store.SessionStore` for a database's pools:
 each pool's base pipeline (the states, grouped; or, for a pool whose hooks
 replace the states, the seed's filters in a ``$facet``), its scope figures,
 and its metadata (target and breaker), judged at one :class:`~sessionlib.now.Now`.
-On a real server that is one ``$unionWith`` command; in process (mongomock has
-no ``$unionWith``) the same pipelines run one by one.
+On a real server that is one ``$unionWith`` command for the pools and their
+metadata, and one more for the scope figures of the pools whose sessions have
+scoped locks, if any (the base rows say which); in process (mongomock has no
+``$unionWith``) the same pipelines run one by one. A pool whose rows the raw
+read cannot be sure of is read once more, exactly
+(:func:`~sessionlib.stats.needs_exact`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from pymongo import ASCENDING
 
 from . import updates
-from .budgets import room_expression
+from .budgets import spent_expression
 from .core import PoolCore
 from .driver import is_in_process
 from .metadata import METADATA_COLLECTION
@@ -33,8 +37,8 @@ from .stats import (
     PoolStatistics,
     facet_pipeline,
     grouped_pipeline,
-    index_match,
     metadata_pipeline,
+    needs_exact,
     union_pipeline,
 )
 
@@ -104,17 +108,21 @@ async def scope_rows(core: PoolCore, now: Now) -> Rows:
     return await core.connection.aggregate(_scopes(core, now))
 
 
-def _plan(core: PoolCore, now: Now, scope: str | None) -> tuple[Rows, Build]:
-    """The base statistics pipeline of the pool's kind, and how its rows become statistics."""
+def _plan(
+    core: PoolCore, now: Now, scope: str | None, *, exact: bool = False
+) -> tuple[Rows, Build]:
+    """The base statistics pipeline of the pool's kind, and how its rows become statistics.
+
+    *exact*: checked per document (see :func:`~sessionlib.stats.grouped_pipeline`).
+    """
     fields, at = core.connection, now.at
     if core.order_key:
         scoped = scope_locked_expression(scope, at) if scope is not None else None
-        room = room_expression(core.options.budgets, scope=scope, now=now)
-        spent = None if room is None else {"$not": room}
-        in_process = is_in_process(fields.client)
-        match = None if in_process or scope is not None else index_match(fields)
+        spent = spent_expression(core.options.budgets, scope=scope, now=now)
+        # mongomock compares no mixed types: its rows are read exactly, at once.
+        exact = exact or is_in_process(fields.client)
         pipeline = grouped_pipeline(
-            fields, at, match=match, scope_locked=scoped, budget_spent=spent
+            fields, at, scope_locked=scoped, budget_spent=spent, exact=exact
         )
         return pipeline, PoolStatistics.from_groups
     available = core.not_locked(now)
@@ -127,24 +135,40 @@ def _plan(core: PoolCore, now: Now, scope: str | None) -> tuple[Rows, Build]:
 
 
 async def _rows_in_process(
-    core: PoolCore, base: Rows, scopes: Rows, collections: Sequence[str]
+    core: PoolCore, pipeline: Rows, collections: Sequence[str], part: str | None, metadata: bool
 ) -> Rows:
-    """:func:`union_pipeline`'s rows, one command per pipeline (no ``$unionWith`` in process)."""
+    """:func:`union_pipeline`'s rows, one command per pool (no ``$unionWith`` in process)."""
     database = core.connection.db_name
+    tag = {} if part is None else {PART_FIELD: part}
     rows: Rows = []
     for name in collections:
         pool = core.connection.bound_to(database, name)
-        rows += [{**row, POOL_FIELD: name} for row in await pool.aggregate(base)]
-        tag = {POOL_FIELD: name, PART_FIELD: SCOPES_PART}
-        rows += [{**row, **tag} for row in await pool.aggregate(scopes)]
-    metadata = core.connection.bound_to(database, METADATA_COLLECTION)
-    return rows + await metadata.aggregate(metadata_pipeline(collections))
+        rows += [{**row, POOL_FIELD: name, **tag} for row in await pool.aggregate(pipeline)]
+    if metadata:
+        found = core.connection.bound_to(database, METADATA_COLLECTION)
+        rows += await found.aggregate(metadata_pipeline(collections))
+    return rows
+
+
+async def _union(
+    core: PoolCore,
+    pipeline: Rows,
+    collections: Sequence[str],
+    *,
+    part: str | None = None,
+    metadata: bool = False,
+) -> Rows:
+    """*pipeline* on each of *collections*, tagged: one command (one per pool in process)."""
+    if is_in_process(core.connection.client):
+        return await _rows_in_process(core, pipeline, collections, part, metadata)
+    union = union_pipeline(pipeline, collections, part=part, metadata=metadata)
+    return await core.connection.aggregate(union)
 
 
 def statistics_command(core: PoolCore, collections: Sequence[str], now: Now) -> Rows:
-    """The pipeline of :func:`statistics_of` on a real server, built without I/O (for sizing)."""
+    """The pipeline of :func:`statistics_of`'s first command, built without I/O (for sizing)."""
     base, _ = _plan(core, now, None)
-    return union_pipeline(base, _scopes(core, now), collections)
+    return union_pipeline(base, collections, metadata=True)
 
 
 async def statistics_of(
@@ -158,11 +182,12 @@ async def statistics_of(
         DatabaseError: the server failed.
     """
     base, build = _plan(core, now, scope)
-    scopes = _scopes(core, now)
-    if is_in_process(core.connection.client):
-        rows = await _rows_in_process(core, base, scopes, collections)
-    else:
-        rows = await core.connection.aggregate(union_pipeline(base, scopes, collections))
+    rows = await _union(core, base, collections, metadata=True)
+    scoped = sorted({row[POOL_FIELD] for row in rows if row.get("scoped") is True})
+    if not core.order_key:  # the seed's filters say nothing of scopes
+        scoped = list(collections)
+    if scoped:  # only pools with scoped locks have scope figures to read
+        rows += await _union(core, _scopes(core, now), scoped, part=SCOPES_PART)
     parts: dict[str, tuple[Rows, Rows]] = {name: ([], []) for name in collections}
     metadata: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -174,6 +199,11 @@ async def statistics_of(
             metadata[name] = row
         else:
             parts[name][1 if part == SCOPES_PART else 0].append(row)
+    for name, (pool_rows, _) in parts.items():
+        if needs_exact(pool_rows):  # a counter or a lock time the raw read cannot be sure of
+            exact, _ = _plan(core, now, scope, exact=True)
+            pool = core.connection.bound_to(core.connection.db_name, name)
+            pool_rows[:] = await pool.aggregate(exact)
     return {
         name: build(pool_rows, now.load)
         .with_scopes(scope_rows)

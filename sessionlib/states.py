@@ -38,6 +38,7 @@ from .clock import NEVER
 __all__ = [
     "COUNTER_LIMIT",
     "EARLIEST",
+    "ENDED",
     "LOCK_KINDS",
     "Fields",
     "Filter",
@@ -192,11 +193,11 @@ def inactive_expression(fields: Fields) -> dict[str, Any]:
 
     A query matches an array holding ``false`` too, and so the hand-out's
     ``{active: {$ne: False}}`` never takes one: statistics must not count it
-    available either.
+    available either. (Two operators for the usual ``true``: statistics
+    evaluate it for every document.)
     """
     active = f"${fields.active}"
-    listed = {"$cond": [{"$isArray": active}, active, []]}
-    return {"$or": [{"$eq": [active, False]}, {"$in": [False, listed]}]}
+    return {"$cond": [{"$isArray": active}, {"$in": [False, active]}, {"$eq": [active, False]}]}
 
 
 def free_expression(fields: Fields, instant: datetime) -> dict[str, Any]:
@@ -234,22 +235,34 @@ def available_expression(
     return {"$and": parts}
 
 
+ENDED = "ended"
+"""What :func:`state_expression` gives, when asked, for an available session whose
+lock (of a kind sessionlib writes) has ended but is not tidied yet."""
+
+
 def state_expression(
     fields: Fields,
     instant: datetime,
     *,
     scope_locked: dict[str, Any] | None = None,
     budget_spent: dict[str, Any] | None = None,
+    ended: bool = False,
 ) -> dict[str, Any]:
     """An aggregation expression giving each document's :class:`State` name at *instant*.
 
     With *scope_locked* (an expression: locked for a scope), a session that
     scope cannot have counts as ``locked`` even when free for everyone else;
     with *budget_spent* (the pool's budgets admit no further hand-out), as
-    ``budget``: the hand-out would not take either.
+    ``budget``: the hand-out would not take either. With *ended*, an
+    available session whose lock has ended but is not tidied reads
+    :data:`ENDED` (statistics count those for auto-release).
     """
     next_use = f"${fields.next_use}"
     kind = f"${fields.lock_kind}"
+    passed: Any = State.AVAILABLE.value
+    if ended:
+        kinds = [lock.value for lock in LOCK_KINDS]
+        passed = {"$cond": [{"$in": [kind, kinds]}, ENDED, State.AVAILABLE.value]}
     free = free_expression(fields, instant)
     scoped = [
         {"case": {"$and": [free, condition]}, "then": state.value}
@@ -266,7 +279,7 @@ def state_expression(
                     "then": State.AVAILABLE.value,
                 },
                 {"case": {"$not": is_date_expression(next_use)}, "then": State.OTHER.value},
-                {"case": {"$lt": [next_use, instant]}, "then": State.AVAILABLE.value},
+                {"case": {"$lt": [next_use, instant]}, "then": passed},
                 {"case": {"$eq": [kind, LockKind.IN_USE.value]}, "then": State.IN_USE.value},
                 {"case": {"$eq": [kind, LockKind.BLOCKED.value]}, "then": State.BLOCKED.value},
                 {"case": {"$eq": [kind, LockKind.BUDGET.value]}, "then": State.BUDGET.value},

@@ -1,11 +1,13 @@
-"""Pool statistics in one round trip, read from an index where the server can.
+"""Pool statistics in one round trip, as cheap as the seed's four counts or cheaper.
 
 The seed library sent four ``count`` commands per pool. Here one aggregation
 computes every figure: a ``$group`` by each document's state (see
-:func:`sessionlib.states.state_expression`) with the usage sums and the
-earliest unlock. It reads only fields of the state index, so a real MongoDB
-answers it from that index without reading a document (see
-:mod:`sessionlib.indexes`).
+:func:`sessionlib.states.state_expression`, the only expression evaluated
+per document) with the sums and minimums of raw fields, checked once per row
+(see :func:`grouped_pipeline`). It reads each document once; on the test
+server it costs 0.9 times the seed's counts (``benchmarks/scale.py``). The
+rows also say whether any session has scoped locks: only then is a second
+command sent for the scope figures.
 
 A pool with a custom ``default_filter`` or overridden filter hooks keeps the
 seed's meaning of its states, so its statistics use those filters in one
@@ -27,11 +29,13 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from bson import Decimal128, MinKey
+from bson import Decimal128
 
 from .metadata import CLOSED, METADATA_COLLECTION, BreakerState, Target
 from .now import Now
+from .scopes import SCOPES
 from .states import (
+    ENDED,
     LOCK_KINDS,
     Fields,
     LockKind,
@@ -46,11 +50,12 @@ __all__ = [
     "PART_FIELD",
     "POOL_FIELD",
     "SCOPES_PART",
+    "UNREAD",
     "PoolStatistics",
     "facet_pipeline",
     "grouped_pipeline",
-    "index_match",
     "metadata_pipeline",
+    "needs_exact",
     "union_pipeline",
 ]
 
@@ -66,7 +71,6 @@ Load = Callable[[datetime], datetime]
 
 _STATES = frozenset(state.value for state in State)
 _KINDS = frozenset(kind.value for kind in LockKind)
-_KIND_NAMES = [kind.value for kind in LOCK_KINDS]
 
 
 class StatisticsFields(Fields, Protocol):
@@ -84,86 +88,123 @@ def _date_or_null(path: str) -> dict[str, Any]:
     return {"$cond": [is_date_expression(path), path, None]}
 
 
-def index_match(fields: Fields) -> Filter:
-    """A ``$match`` every document passes, on the state index's first key.
-
-    It leads the server to the state index, from which it can answer the
-    whole aggregation (a plan with no predicate would read the collection).
-    """
-    return {fields.active: {"$gte": MinKey()}}
-
-
 def grouped_pipeline(
     fields: StatisticsFields,
     instant: datetime,
     *,
-    match: Filter | None = None,
     scope_locked: dict[str, Any] | None = None,
     budget_spent: dict[str, Any] | None = None,
+    exact: bool = False,
 ) -> list[dict[str, Any]]:
     """The statistics of a pool with the default filter, judged at *instant* (stored).
 
-    One output row per state present: ``_id`` (the state), ``n``, ``uses``,
-    ``successes``, ``next_unlock`` and ``oldest_lock``. With *scope_locked*,
-    as a hand-out with that scope sees the pool; with *budget_spent*, a free
-    session whose budgets admit no hand-out counts as ``budget`` (see
-    :func:`~sessionlib.states.state_expression`).
+    One output row per state present (and :data:`~sessionlib.states.ENDED`):
+    ``_id`` (the state), ``n``, ``uses``, ``successes``, ``next_unlock`` and
+    ``oldest_lock``. With *scope_locked*, as a hand-out with that scope sees
+    the pool; with *budget_spent*, a free session whose budgets admit no
+    hand-out counts as ``budget`` (see :func:`~sessionlib.states.state_expression`).
+
+    The state is the only expression evaluated per document: the sums and
+    minimums read the raw fields, and each row is checked once, after the
+    group. A row they cannot be trusted for (a counter that is not a 32-bit
+    integer, a lock time that is not a date: see :func:`needs_exact`) is
+    read again with *exact*, which checks every document's fields as the
+    sums and minimums are taken.
     """
-    stages: list[dict[str, Any]] = [{"$match": match}] if match is not None else []
-    state = state_expression(fields, instant, scope_locked=scope_locked, budget_spent=budget_spent)
-    stages.append(
-        {
-            "$group": {
-                "_id": state,
-                "n": {"$sum": 1},
-                "uses": {"$sum": number_or_zero(f"${fields.count_use}")},
-                "successes": {"$sum": number_or_zero(f"${fields.count_success}")},
-                "next_unlock": {"$min": _date_or_null(f"${fields.next_use}")},
-                "oldest_lock": {"$min": _date_or_null(f"${fields.locked_at}")},
-                "expired": {"$sum": {"$cond": [_expired_lock(fields, instant), 1, 0]}},
-            }
-        }
+    state = state_expression(
+        fields, instant, scope_locked=scope_locked, budget_spent=budget_spent, ended=True
     )
-    return stages
-
-
-def _expired_lock(fields: StatisticsFields, instant: datetime) -> dict[str, Any]:
-    """True for a lock sessionlib wrote that has ended but is not tidied yet."""
-    next_use = f"${fields.next_use}"
-    return {
-        "$and": [
-            {"$in": [f"${fields.lock_kind}", _KIND_NAMES]},
-            is_date_expression(next_use),
-            {"$lt": [next_use, instant]},
-        ]
+    uses: Any = f"${fields.count_use}"
+    successes: Any = f"${fields.count_success}"
+    next_use: Any = f"${fields.next_use}"
+    locked_at: Any = f"${fields.locked_at}"
+    if exact:
+        uses, successes = number_or_zero(uses), number_or_zero(successes)
+        next_use, locked_at = _date_or_null(next_use), _date_or_null(locked_at)
+    group = {
+        "_id": state,
+        "n": {"$sum": 1},
+        "uses": {"$sum": uses},
+        "successes": {"$sum": successes},
+        "next_unlock": {"$min": next_use},
+        "oldest_lock": {"$min": locked_at},
+        # Whether any session has scoped locks: only then are the scope figures read.
+        "scoped": {"$max": f"${SCOPES}" if not exact else _present(f"${SCOPES}")},
     }
+    checked = {name: _row_instant(name) for name in _INSTANTS}
+    present = {"scoped": {"$ne": [{"$ifNull": ["$scoped", None]}, None]}}
+    return [{"$group": group}, {"$set": {**checked, **present}}]
+
+
+def _present(path: str) -> dict[str, Any]:
+    """1 where the field at *path* holds something (not null, not missing), else null."""
+    return {"$cond": [{"$eq": [{"$ifNull": [path, None]}, None]}, None, 1]}
+
+
+_INSTANTS = ("next_unlock", "oldest_lock")
+_LOCKED_STATES = [State.IN_USE.value, State.LOCKED.value, State.BLOCKED.value, State.BUDGET.value]
+
+UNREAD = "unread"
+"""A row's instant that is not a date sessionlib reads (a string, year 0...): read it exactly."""
+
+
+def _row_instant(name: str) -> dict[str, Any]:
+    """A row's minimum *name*: kept in a locked state's row if it is a date; else null or UNREAD.
+
+    Evaluated once per row. The raw minimum of a field that holds a string
+    or an unreadable date among its dates is not the earliest date: such a
+    row says :data:`UNREAD`, and is read again exactly; the value itself is
+    never sent (a date before year 1 would not decode).
+    """
+    path = f"${name}"
+    unread = {"$cond": [{"$eq": [{"$ifNull": [path, None]}, None]}, None, UNREAD]}
+    checked = {"$cond": [is_date_expression(path), path, unread]}
+    return {"$cond": [{"$in": ["$_id", _LOCKED_STATES]}, checked, None]}
+
+
+def needs_exact(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether :func:`grouped_pipeline`'s *rows* must be read again with ``exact``.
+
+    A sum the server returns as a 32-bit integer summed only 32-bit integers
+    (and skipped what is no number), exactly as the exact read would; any
+    other (a long, a double that may be NaN, a decimal) may hold a value the
+    exact read leaves out.
+    """
+    for row in rows:
+        if any(type(row.get(name, 0)) is not int for name in ("uses", "successes")):
+            return True
+        if any(row.get(name) == UNREAD for name in _INSTANTS):
+            return True
+    return False
 
 
 def union_pipeline(
-    base: Sequence[dict[str, Any]],
-    scopes: Sequence[dict[str, Any]],
+    pipeline: Sequence[dict[str, Any]],
     collections: Sequence[str],
+    *,
+    part: str | None = None,
+    metadata: bool = False,
 ) -> list[dict[str, Any]]:
-    """The statistics of several pools of one database, scopes and metadata included.
+    """*pipeline* run on each of several pools of one database, in one command.
 
-    One command, run on the first of *collections*: each pool's *base*
-    statistics pipeline and its *scopes* pipeline, and the metadata documents
-    (targets and breakers, from :data:`~sessionlib.metadata.METADATA_COLLECTION`).
-    Each row carries its pool's name in :data:`POOL_FIELD`; the scope rows
-    have :data:`PART_FIELD` ``"scopes"``, the metadata ``"metadata"``. A pool
-    with no rows is empty.
+    Run on the first of *collections*, with a ``$unionWith`` for each of the
+    others. Each row carries its pool's name in :data:`POOL_FIELD`, and
+    *part* in :data:`PART_FIELD` if given. With *metadata*, the metadata
+    documents (targets and breakers, from
+    :data:`~sessionlib.metadata.METADATA_COLLECTION`) follow, marked
+    ``"metadata"``. A pool with no rows is empty.
     """
-    first, *_ = collections
-    stages = [*base, {"$set": {POOL_FIELD: first}}]
-    for name in collections:
-        if name != first:
-            branch = [*base, {"$set": {POOL_FIELD: name}}]
-            stages.append({"$unionWith": {"coll": name, "pipeline": branch}})
-        tagged = [*scopes, {"$set": {POOL_FIELD: name, PART_FIELD: SCOPES_PART}}]
-        stages.append({"$unionWith": {"coll": name, "pipeline": tagged}})
-    stages.append(
-        {"$unionWith": {"coll": METADATA_COLLECTION, "pipeline": metadata_pipeline(collections)}}
-    )
+
+    def tagged(name: str) -> list[dict[str, Any]]:
+        tag = {POOL_FIELD: name} if part is None else {POOL_FIELD: name, PART_FIELD: part}
+        return [*pipeline, {"$set": tag}]
+
+    first, *others = collections
+    stages = tagged(first)
+    stages += [{"$unionWith": {"coll": name, "pipeline": tagged(name)}} for name in others]
+    if metadata:
+        branch = metadata_pipeline(collections)
+        stages.append({"$unionWith": {"coll": METADATA_COLLECTION, "pipeline": branch}})
     return stages
 
 
@@ -241,6 +282,30 @@ def as_count(value: object) -> int:
     return 0
 
 
+def _by_state(rows: Sequence[Mapping[str, Any]]) -> dict[State, list[Mapping[str, Any]]]:
+    """*rows* by state: :data:`~sessionlib.states.ENDED` is available; an unknown name, other."""
+    found: dict[State, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        name = row.get("_id")
+        state = State(name) if isinstance(name, str) and name in _STATES else State.OTHER
+        found.setdefault(State.AVAILABLE if name == ENDED else state, []).append(row)
+    return found
+
+
+def _added(values: list[object]) -> object:
+    """The sum of server sums (of one state), in decimals; a single one as it is."""
+    if len(values) == 1:
+        return values[0]
+    total = Decimal(0)
+    for value in values:
+        if isinstance(value, Decimal128):
+            value = value.to_decimal()
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            continue
+        total += value if isinstance(value, Decimal) else Decimal(repr(value))
+    return total
+
+
 def _earliest(values: list[object], load: Load) -> datetime | None:
     instants = [load(value) for value in values if isinstance(value, datetime)]
     return min(instants) if instants else None
@@ -301,15 +366,14 @@ class PoolStatistics:
         counts = dict.fromkeys(State, 0)
         locked_rows = []
         uses = successes = expired = 0
-        for row in rows:
-            name = row.get("_id")
-            state = State(name) if isinstance(name, str) and name in _STATES else State.OTHER
-            counts[state] += as_count(row.get("n"))
-            uses += as_count(row.get("uses"))
-            successes += as_count(row.get("successes"))
-            expired += as_count(row.get("expired"))
+        for state, group in _by_state(rows).items():
+            counts[state] += sum(as_count(row.get("n")) for row in group)
+            # A state's sums are added before they are made whole, as the server would.
+            uses += as_count(_added([row.get("uses") for row in group]))
+            successes += as_count(_added([row.get("successes") for row in group]))
+            expired += sum(as_count(row.get("n")) for row in group if row.get("_id") == ENDED)
             if state in (State.IN_USE, State.LOCKED, State.BLOCKED, State.BUDGET):
-                locked_rows.append(row)
+                locked_rows += group
         return cls(
             total=sum(counts.values()),
             available=counts[State.AVAILABLE],

@@ -41,6 +41,7 @@ def test_public_names() -> None:
         "PoolOptions",
         "PoolSettings",
         "PoolStatistics",
+        "RELEASED_KINDS",
         "Release",
         "Report",
         "ServerClockError",
