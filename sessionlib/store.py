@@ -52,11 +52,12 @@ if TYPE_CHECKING:
 __all__ = ["COMMAND_BYTES", "POOLS_PER_COMMAND", "SPLIT", "SessionStore"]
 
 POOLS_PER_COMMAND = 400
-"""The most pools one statistics command reads.
+"""The most pools one statistics (or auto-release count) command reads.
 
 MongoDB 5.0 and later refuse a pipeline of more than 1,000 stages, and the
-command adds two (a ``$unionWith`` for the pool, one for its scopes) per
-pool: 400 pools stay well inside it.
+command adds one ``$unionWith`` stage per pool (the scope figures, read only
+for pools with scoped locks, are a command of their own): 400 pools stay
+well inside it, with room for a pool read in two stages.
 """
 
 COMMAND_BYTES = 8 * 1024 * 1024

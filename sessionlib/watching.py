@@ -49,8 +49,9 @@ UNLOCK = "unlock"
 LINGER = 30.0
 """Seconds a stream stays open after its last waiter left, for the next one."""
 
-REFUSED = frozenset({40573, 40324, 136})
-"""Server errors that mean no change streams here: not a replica set, unknown stage, disabled."""
+REFUSED = frozenset({13, 115, 40324, 40573})
+"""Server errors that mean no change streams here: not allowed (the user's role has no
+``changeStream``), not supported, an unknown stage, not a replica set."""
 
 HISTORY_LOST = 286
 """The resume token is older than the server's history: start afresh."""
@@ -255,7 +256,12 @@ class PoolWatch:
                 if exc.code in REFUSED:
                     self.supported = False
                     self._opened.set()
-                    log.info("no change streams on this server (%s): waiters poll", exc.code)
+                    log.info(
+                        "no change streams for %s (%s, code %s): waiters poll",
+                        self.collection.full_name,
+                        exc.details.get("codeName") if exc.details else "refused",
+                        exc.code,
+                    )
                     return
                 if exc.code == HISTORY_LOST:
                     self._resume = None

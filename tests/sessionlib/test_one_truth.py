@@ -7,7 +7,6 @@ generated documents on mongomock and over the wire with PyMongo.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +22,7 @@ from sessionlib import Budget, ConfigurationError, MongoSessions, SessionStore, 
 from sessionlib.discovery import PoolKey
 from sessionlib.metadata import METADATA_COLLECTION
 from sessionlib.storedtime import StoredTime, zone_of
-from tests.support.backends import close_client
+from tests.support.backends import run_with_client
 from tests.support.clock import START, MovableClock
 
 # -- 1. budgets under a legacy time zone -------------------------------------------
@@ -146,20 +145,16 @@ def check_available_iff_taken(
     new_client: Callable[[], Any], zone: str | None
 ) -> Callable[[dict[str, Any]], None]:
     def check(document: dict[str, Any]) -> None:
-        async def scenario() -> None:
-            client = new_client()
-            try:
-                async with MongoSessions(
-                    db="one_truth", collection=f"pool_{zone is not None}", client=client,
-                    clock=lambda: NOW, legacy_timezone=zone, budgets=[BUDGET],
-                ) as pool:  # fmt: skip
-                    for scope in (None, "search"):
-                        counted, taken = await counted_and_taken(pool, document, scope)
-                        assert (counted == 1) == taken, (scope, document)
-            finally:
-                await close_client(client)
+        async def body(client: Any) -> None:
+            async with MongoSessions(
+                db="one_truth", collection=f"pool_{zone is not None}", client=client,
+                clock=lambda: NOW, legacy_timezone=zone, budgets=[BUDGET],
+            ) as pool:  # fmt: skip
+                for scope in (None, "search"):
+                    counted, taken = await counted_and_taken(pool, document, scope)
+                    assert (counted == 1) == taken, (scope, document)
 
-        asyncio.run(scenario())
+        run_with_client(new_client, body)
 
     return check
 

@@ -10,7 +10,6 @@ document, on pools of hostile documents, over the wire and on mongomock.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ from sessionlib.states import (
     number_or_zero,
     state_expression,
 )
-from tests.support.backends import close_client
+from tests.support.backends import run_with_client
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MISSING = object()
@@ -110,28 +109,24 @@ def expired_pipeline(pool: MongoSessions, instant: datetime) -> list[dict[str, A
 
 def check_equal(new_client: Callable[[], Any], bson: bool) -> Callable[[list[Any]], None]:
     def check(documents: list[dict[str, Any]]) -> None:
-        async def scenario() -> None:
-            client = new_client()
-            try:
-                async with MongoSessions(
-                    db="cost", collection=f"pool_{bson}", client=client, clock=lambda: NOW,
-                    budgets=[BUDGET],
-                ) as pool:  # fmt: skip
-                    await pool.sessions.delete_many({})
-                    await pool.sessions.insert_many([dict(d) for d in documents])
-                    found = await pool.statistics()
-                    rows = await pool.core.connection.aggregate(replaced_pipeline(pool, NOW))
-                    reference = PoolStatistics.from_groups(rows, lambda at: at)
-                    ended = await pool.core.connection.aggregate(expired_pipeline(pool, NOW))
-                    expired = ended[0]["n"] if ended else 0
-                    assert {**reference.as_dict(), "expired": expired} == {
-                        **found.as_dict(),
-                        "expired": found.expired,
-                    }, documents
-            finally:
-                await close_client(client)
+        async def body(client: Any) -> None:
+            async with MongoSessions(
+                db="cost", collection=f"pool_{bson}", client=client, clock=lambda: NOW,
+                budgets=[BUDGET],
+            ) as pool:  # fmt: skip
+                await pool.sessions.delete_many({})
+                await pool.sessions.insert_many([dict(d) for d in documents])
+                found = await pool.statistics()
+                rows = await pool.core.connection.aggregate(replaced_pipeline(pool, NOW))
+                reference = PoolStatistics.from_groups(rows, lambda at: at)
+                ended = await pool.core.connection.aggregate(expired_pipeline(pool, NOW))
+                expired = ended[0]["n"] if ended else 0
+                assert {**reference.as_dict(), "expired": expired} == {
+                    **found.as_dict(),
+                    "expired": found.expired,
+                }, documents
 
-        asyncio.run(scenario())
+        run_with_client(new_client, body)
 
     return check
 

@@ -136,23 +136,37 @@ async def test_a_lock_that_ends_wakes_a_waiter_without_any_change(
     assert 2 >= sent.count("find")  # what each of them learnt of the next lock's end
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        (40573, "The $changeStream stage is only supported on replica sets"),
+        (13, "not authorized on waiting to execute command { aggregate: ... $changeStream }"),
+    ],
+    ids=["standalone", "unauthorized"],
+)
 async def test_without_change_streams_waiters_poll_and_say_so_once(
-    server: SecantusServer, proxy: WireProxy, caplog: pytest.LogCaptureFixture
+    server: SecantusServer,
+    proxy: WireProxy,
+    caplog: pytest.LogCaptureFixture,
+    refusal: tuple[int, str],
 ) -> None:
     proxy.no_change_streams = True
-    await locked_pool(server.url, "standalone")
+    proxy.change_stream_refusal = refusal
+    collection = f"standalone_{refusal[0]}"
+    await locked_pool(server.url, collection)
     got: list[tuple[int, float, str]] = []
     caplog.set_level(logging.INFO, logger="sessionlib.watching")
-    async with MongoSessions(proxy.url, "waiting", "standalone") as pool:
+    async with MongoSessions(proxy.url, "waiting", collection) as pool:
         waiters = [asyncio.create_task(wait_on(pool, 10, got)) for _ in range(3)]
         await asyncio.sleep(0.5)
-        await asyncio.to_thread(release_from_another_process, server.url, "standalone", 0.1)
+        await asyncio.to_thread(release_from_another_process, server.url, collection, 0.1)
         await asyncio.wait_for(asyncio.gather(*waiters), 10)
 
     assert 3 == len({number for number, _, _ in got})
     refused = [r for r in caplog.records if "no change streams" in r.getMessage()]
     assert 1 == len(refused)
     assert 0 < proxy.refused
+    assert f"code {refusal[0]}" in refused[0].getMessage()
 
 
 async def test_a_stream_cut_by_the_network_resumes_and_misses_no_release(

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -40,6 +42,19 @@ async def close_client(client: Any) -> None:
     result = client.close()
     if hasattr(result, "__await__"):
         await result
+
+
+def run_with_client(new_client: Callable[[], Any], body: Callable[[Any], Awaitable[None]]) -> None:
+    """Run *body* with a fresh client in a fresh event loop (a property test's example)."""
+
+    async def scenario() -> None:
+        client = new_client()
+        try:
+            await body(client)
+        finally:
+            await close_client(client)
+
+    asyncio.run(scenario())
 
 
 async def documents(pool: MongoSessions) -> list[dict[str, Any]]:

@@ -89,7 +89,9 @@ class WireProxy(LoopbackProxy):
         max_stages: Refuse an ``aggregate`` whose pipeline, or one of its
             sub-pipelines, has more stages than this.
         max_message: Refuse a command message larger than this many bytes.
-        no_change_streams: Refuse ``$changeStream``, as a standalone mongod does.
+        no_change_streams: Refuse ``$changeStream``, as a standalone mongod does
+            (with *change_stream_refusal*: another code and message, such as a
+            user's role without the ``changeStream`` action).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -98,6 +100,10 @@ class WireProxy(LoopbackProxy):
         self.once: set[str] = set()
         self.max_stages: int | None = None
         self.no_change_streams = False
+        self.change_stream_refusal = (
+            40573,
+            "The $changeStream stage is only supported on replica sets",
+        )
         self.max_message: int | None = None
         self.commands: list[str] = []
         self.refused = 0
@@ -161,7 +167,7 @@ class WireProxy(LoopbackProxy):
             return 10334, f"BSONObjectTooLarge: command of {size} bytes"
         pipeline = document.get("pipeline") or [{}]
         if self.no_change_streams and name == "aggregate" and "$changeStream" in pipeline[0]:
-            return 40573, "The $changeStream stage is only supported on replica sets"
+            return self.change_stream_refusal
         if self.max_stages is not None and name == "aggregate":
             stages = longest_pipeline(document.get("pipeline", []))
             if stages > self.max_stages:
