@@ -36,8 +36,8 @@ from .scrape import make_pools
 from .seed import SeedPool
 
 SECTION = "scale"
-HANDSHAKES = {"ismaster", "hello", "endSessions", "killCursors", "getMore"}
-"""What the driver sends on its own (monitoring, cursors), not what the library asks."""
+HANDSHAKES = {"ismaster", "hello", "endSessions"}
+"""What the driver sends on its own (monitoring, sessions), not what the library asks."""
 
 RELEASER = """
 import asyncio, sys, time

@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 Rows = list[dict[str, Any]]
+
+ROWS_PER_REPLY = 1_000_000
+"""The first batch a statistics command asks for: all its rows (the server caps it at 16 MiB)."""
 Build = Callable[[Sequence[Mapping[str, Any]], Callable[[datetime], datetime]], PoolStatistics]
 
 
@@ -162,7 +165,8 @@ async def _union(
     if is_in_process(core.connection.client):
         return await _rows_in_process(core, pipeline, collections, part, metadata)
     union = union_pipeline(pipeline, collections, part=part, metadata=metadata)
-    return await core.connection.aggregate(union)
+    # Every row in the first reply (at most 16 MiB): no getMore per command.
+    return await core.connection.aggregate(union, batchSize=ROWS_PER_REPLY)
 
 
 def statistics_command(core: PoolCore, collections: Sequence[str], now: Now) -> Rows:

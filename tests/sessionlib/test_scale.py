@@ -7,6 +7,7 @@ would: a pipeline of more than 1,000 stages, or a command larger than a size.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,11 +30,23 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireProxy]:
     folder = Path(tmp_path_factory.mktemp("scale"))
     with SecantusServer(folder / "db") as server, WireProxy(server.port) as running:
         running.max_stages = 1000  # MongoDB 5.0 and later
+        asyncio.run(fill(server.url, FILLED))
         yield running
 
 
+FILLED = 1000
+"""Pools p0000 to p0999 hold a session: each gives rows, so a batch's reply is large."""
+
+
+async def fill(url: str, pools: int) -> None:
+    async with SessionStore(url) as store:
+        db = store.client["scale"]
+        for number in range(1, pools - 1):
+            await db[f"p{number:04d}"].insert_one({"_id": 1, "session": {}})
+
+
 async def read(proxy: WireProxy, pools: int) -> tuple[dict[PoolKey, object], int]:
-    """The statistics of *pools* pools (two of them with sessions), and the commands sent."""
+    """The statistics of *pools* pools (the first and last have 2 sessions), and the commands."""
     async with SessionStore(proxy.url) as store:
         first, last = store.pool("scale", "p0000"), store.pool("scale", f"p{pools - 1:04d}")
         for pool in (first, last):
@@ -43,7 +56,7 @@ async def read(proxy: WireProxy, pools: int) -> tuple[dict[PoolKey, object], int
         keys = [PoolKey("scale", f"p{number:04d}") for number in range(pools)]
         proxy.commands.clear()
         found = await store.statistics(keys)
-        sent = proxy.commands.count("aggregate")
+        sent = proxy.commands.count("aggregate") + proxy.commands.count("getMore")
     return dict(found), sent
 
 
@@ -59,7 +72,7 @@ async def test_a_database_of_many_pools_is_read_in_a_few_commands(
     for name in ("p0000", f"p{pools - 1:04d}"):
         statistics = found[PoolKey("scale", name)]
         assert (2, 1, 1) == (statistics.total, statistics.available, statistics.inactive)  # type: ignore[attr-defined]
-    assert 0 == found[PoolKey("scale", "p0001")].total  # type: ignore[attr-defined]
+    assert 1 == found[PoolKey("scale", "p0001")].total  # type: ignore[attr-defined]
 
 
 async def test_a_refused_batch_is_split_not_read_one_pool_at_a_time(proxy: WireProxy) -> None:
