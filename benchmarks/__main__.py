@@ -1,6 +1,6 @@
 """``python -m benchmarks``: run the measurements, print a table, write JSON.
 
-python -m benchmarks --quick                # under a minute: mock + SecantusDB
+python -m benchmarks --quick                # about two minutes: mock + SecantusDB
 python -m benchmarks                        # the full run (pool sizes up to 10,000)
 MONGO_URL=mongodb://... python -m benchmarks --backend mongo
 """
@@ -89,7 +89,7 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes; under a minute")
+    parser.add_argument("--quick", action="store_true", help="small sizes; about two minutes")
     parser.add_argument(
         "--backend",
         action="append",

@@ -167,7 +167,7 @@ async def auto_release_commands(backend: Backend, report: Report, pools: int, bu
 
 async def _waiter(pool: MongoSessions, wait: float, got: list[tuple[int, float]]) -> None:
     try:
-        async with pool.lease(wait=wait, hold=3600) as lease:
+        async with pool.lease(wait=wait, hold=3600, success_delay=3600) as lease:
             got.append((lease["_id"], time.time()))
     except NoSessionAvailableError:
         pass
@@ -218,6 +218,7 @@ async def waiting(
         asked = quiet.count("findAndModify") + quiet.count("find")
         name = f"{waiters} waiters, {idle:.0f} s with nothing free: commands sent, {label}"
         report.add(backend.name, Figure(SECTION, name, asked, "commands", "0 with streams"))
+        # Each session is held for an hour once taken: one take per release.
         wakes = sorted(at - released[number] for number, at in got if number in released)
         if wakes:
             median = statistics.median(wakes) * 1000

@@ -113,7 +113,8 @@ async def counts_in(
             for name in rest
         ]
         stages = [*pipeline, {"$set": {POOL_FIELD: first}}, *branches]
-        rows = await connection.aggregate(stages, batchSize=len(collections))  # one row a pool
+        # One row a pool, all in the first reply; one more, or the cursor stays open for a getMore.
+        rows = await connection.aggregate(stages, batchSize=len(collections) + 1)
     wanted = set(collections)
     return {row[POOL_FIELD]: counts_of(row, WORK) for row in rows if row.get(POOL_FIELD) in wanted}
 

@@ -483,9 +483,10 @@ async def _streamed(
             if lease is not None and reason == UNLOCK:
                 watch.leave(ticket)
                 watch.wake(UNLOCK)  # locks that ended at the same instant freed more
-        paused = await _paused_until(pool.core)
-        if lease is not None or not watch.open or paused is not None:
-            return lease  # a paused breaker: poll until the pause ends
+        if lease is not None:
+            return lease
+        if not watch.open or await _paused_until(pool.core) is not None:
+            return None  # poll: until the stream is back, or the breaker's pause ends
         remaining = (deadline - pool.clock()).total_seconds()
         if remaining <= 0:
             return None

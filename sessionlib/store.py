@@ -370,7 +370,9 @@ class SessionStore:
         collection = self.client.get_database(database)[names[0]]
 
         async def ask() -> list[dict[str, Any]]:
-            cursor = await driver.resolve(collection.aggregate(pipeline, batchSize=len(names)))
+            # All rows in the first reply (one more, or the cursor stays open for a getMore).
+            batch = len(names) + 1
+            cursor = await driver.resolve(collection.aggregate(pipeline, batchSize=batch))
             rows: list[dict[str, Any]] = await cursor.to_list(None)
             return rows
 

@@ -76,7 +76,7 @@ def release_from_another_process(url: str, collection: str, spacing: float) -> d
 
 async def wait_on(pool: MongoSessions, wait: float, got: list[tuple[int, float, str]]) -> None:
     try:
-        async with pool.lease(wait=wait, hold=3600) as lease:
+        async with pool.lease(wait=wait, hold=3600, success_delay=3600) as lease:
             got.append((lease["_id"], time.time(), lease.token))
     except NoSessionAvailableError:
         pass
