@@ -29,8 +29,8 @@ from pymongo import UpdateMany
 
 from . import updates
 from .core import PoolCore
-from .driver import is_in_process
 from .now import Now
+from .reading import union_rows
 from .scopes import expired_scopes_update
 from .states import LOCK_KINDS
 from .stats import POOL_FIELD, as_count
@@ -96,25 +96,11 @@ async def counts_in(
 ) -> dict[str, dict[str, int]]:
     """What each pool of *collections* (of the core's database) has to tidy, in one command.
 
-    A collection that does not exist reads as nothing to do. In process
-    (mongomock has no ``$unionWith``) the pools are read one by one.
+    A collection that does not exist reads as nothing to do (see
+    :func:`~sessionlib.reading.union_rows`).
     """
     pipeline = counts_pipeline(statements(core, now))
-    connection = core.connection
-    rows: list[dict[str, Any]] = []
-    if is_in_process(connection.client):
-        for name in collections:
-            found = await connection.bound_to(connection.db_name, name).aggregate(pipeline)
-            rows += [{**row, POOL_FIELD: name} for row in found]
-    else:
-        first, *rest = collections
-        branches = [
-            {"$unionWith": {"coll": name, "pipeline": [*pipeline, {"$set": {POOL_FIELD: name}}]}}
-            for name in rest
-        ]
-        stages = [*pipeline, {"$set": {POOL_FIELD: first}}, *branches]
-        # One row a pool, all in the first reply; one more, or the cursor stays open for a getMore.
-        rows = await connection.aggregate(stages, batchSize=len(collections) + 1)
+    rows = await union_rows(core, pipeline, collections)
     wanted = set(collections)
     return {row[POOL_FIELD]: counts_of(row, WORK) for row in rows if row.get(POOL_FIELD) in wanted}
 
@@ -135,18 +121,11 @@ def fit(counts: Mapping[str, int], total: int) -> dict[str, int]:
     return fitted
 
 
-async def release(
-    core: PoolCore, now: Now, counts: Mapping[str, int] | None = None
-) -> dict[str, int]:
-    """Send the statements that have work, in one command; return what each changed.
+async def release(core: PoolCore, now: Now, counts: Mapping[str, int]) -> dict[str, int]:
+    """Send the statements with work by *counts* (the read's), in one command; return each's.
 
-    *counts* are the read's (:func:`counts_pipeline`); without them the pool
-    is read first, in one command. Statements that matched nothing are not sent.
+    Statements that matched nothing are not sent; a pool with no work costs nothing.
     """
-    if counts is None:
-        chosen = statements(core, now)
-        rows = await core.connection.aggregate(counts_pipeline(chosen))
-        counts = counts_of(rows[0] if rows else {}, WORK)
     busy = [name for name, count in counts.items() if count > 0]
     if not busy:
         return dict(counts)

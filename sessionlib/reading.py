@@ -50,6 +50,7 @@ __all__ = [
     "scope_rows",
     "statistics_command",
     "statistics_of",
+    "union_rows",
 ]
 
 Rows = list[dict[str, Any]]
@@ -153,7 +154,7 @@ async def _rows_in_process(
     return rows
 
 
-async def _union(
+async def union_rows(
     core: PoolCore,
     pipeline: Rows,
     collections: Sequence[str],
@@ -161,7 +162,11 @@ async def _union(
     part: str | None = None,
     metadata: bool = False,
 ) -> Rows:
-    """*pipeline* on each of *collections*, tagged: one command (one per pool in process)."""
+    """*pipeline* on each of *collections*, each row tagged with its pool.
+
+    One command (:func:`~sessionlib.stats.union_pipeline`), all its rows in
+    the first reply; in process (mongomock has no ``$unionWith``), one per pool.
+    """
     if is_in_process(core.connection.client):
         return await _rows_in_process(core, pipeline, collections, part, metadata)
     union = union_pipeline(pipeline, collections, part=part, metadata=metadata)
@@ -186,12 +191,12 @@ async def statistics_of(
         DatabaseError: the server failed.
     """
     base, build = _plan(core, now, scope)
-    rows = await _union(core, base, collections, metadata=True)
+    rows = await union_rows(core, base, collections, metadata=True)
     scoped = sorted({row[POOL_FIELD] for row in rows if row.get("scoped") is True})
     if not core.order_key:  # the seed's filters say nothing of scopes
         scoped = list(collections)
     if scoped:  # only pools with scoped locks have scope figures to read
-        rows += await _union(core, _scopes(core, now), scoped, part=SCOPES_PART)
+        rows += await union_rows(core, _scopes(core, now), scoped, part=SCOPES_PART)
     parts: dict[str, tuple[Rows, Rows]] = {name: ([], []) for name in collections}
     metadata: dict[str, dict[str, Any]] = {}
     for row in rows:

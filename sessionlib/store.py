@@ -333,23 +333,18 @@ class SessionStore:
         verdicts: dict[PoolKey, bool] = {}
         if driver.is_in_process(self.client):  # mongomock has no $unionWith
             return {key: await self.is_pool(key) for key in keys}
-        databases: dict[str, list[str]] = {}
-        for key in keys:
-            databases.setdefault(key.database, []).append(key.collection)
-        for database, names in databases.items():
-            for start in range(0, len(names), POOLS_PER_COMMAND):
-                batch = names[start : start + POOLS_PER_COMMAND]
-                try:
-                    marked = await self._marked(database, batch)
-                except DatabaseError as exc:
-                    log.debug(
-                        "asking %d collections of %s at once failed: %s", len(batch), database, exc
-                    )
-                    for name in batch:
-                        key = PoolKey(database, name)
-                        verdicts[key] = await self.is_pool(key)
-                    continue
-                verdicts.update({PoolKey(database, n): marked.get(n, True) for n in batch})
+        for database, batch in _batched(keys, POOLS_PER_COMMAND):
+            try:
+                marked = await self._marked(database, batch)
+            except DatabaseError as exc:
+                log.debug(
+                    "asking %d collections of %s at once failed: %s", len(batch), database, exc
+                )
+                for name in batch:
+                    key = PoolKey(database, name)
+                    verdicts[key] = await self.is_pool(key)
+                continue
+            verdicts.update({PoolKey(database, n): marked.get(n, True) for n in batch})
         return verdicts
 
     async def _marked(self, database: str, names: list[str]) -> dict[str, bool]:
