@@ -361,17 +361,36 @@ def soak(minutes: float, processes: int, coroutines: int, sessions: int, hold: f
     )
 
 
+CONTROL_STARTUP = 20.0
+"""Seconds the control's first worker may take to hold its first session."""
+
+
 def control_run(folder: Path, url: str, markers_url: str, hold: float) -> list[dict[str, Any]]:
-    """Two workers that trust their own clocks, 15 s apart, on a pool of four sessions."""
+    """Two workers that trust their own clocks, 15 s apart, on a pool of four sessions.
+
+    The one ahead starts once the other holds sessions: started first, it
+    would hold all four for 18 s of the other's clock, and nothing would be
+    held twice (which a loaded machine made happen).
+    """
     seconds = max(8.0, hold * 4)
     options = {"collection": "control", "markers": "control_markers", "hold": hold,
-               "coroutines": 4, "deadline": time.monotonic() + seconds,
+               "coroutines": 4, "deadline": time.monotonic() + CONTROL_STARTUP + seconds,
                "trust_local_clock": True}  # fmt: skip
     fleet = Fleet(folder / "control", url, markers_url, options)
     fleet.folder.mkdir(exist_ok=True)
-    fleet.start("seed", None)
-    fleet.start("seed", "+15s")
-    fleet.wait(timeout=seconds + 30)
+    trusting = fleet.start("seed", None)
+    waited = time.monotonic() + CONTROL_STARTUP
+    while time.monotonic() < waited and not any(
+        event["event"] == "handout" for event in fleet.events()
+    ):
+        time.sleep(0.1)
+    ahead = fleet.start("seed", "+15s", deadline=time.monotonic() + seconds)
+    try:
+        ahead.wait(timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        ahead.kill()
+    trusting.kill()  # it would run out the startup allowance
+    fleet.wait(timeout=10)
     return fleet.events()
 
 
