@@ -1,6 +1,6 @@
 """Waiting without polling: one change stream per pool per process, shared by its waiters.
 
-A worker waiting for a session (``lease(wait=...)``, ``acquire(wait=...)``)
+A worker waiting for a session (``lease(wait=...)``, ``wait_for_session``)
 asks for one when something may have freed one, not on a timer:
 
 * **a change**: the server sends, on the pool's change stream, the changes
@@ -141,8 +141,6 @@ class PoolWatch:
         """Whether the stream is open now: waiters may wait on it."""
         self.known = False
         """Whether the earliest unlock is known (a waiter read it since the last passed)."""
-        self.changes = 0
-        """Changes received (for tests and the benchmark)."""
         self._queue: list[Ticket] = []
         self._opened = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -150,11 +148,6 @@ class PoolWatch:
         self._unlock: datetime | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
-
-    @property
-    def waiting(self) -> int:
-        """How many waiters are in the queue."""
-        return len(self._queue)
 
     def join(self) -> Ticket:
         """A place at the end of the queue; the stream opens if it is not open."""
@@ -213,7 +206,6 @@ class PoolWatch:
         self.wake(UNLOCK)
 
     def _received(self, change: dict[str, Any]) -> None:
-        self.changes += 1
         kind = change.get("operationType")
         if kind in ("insert", "replace"):
             self.wake(CHANGE)
